@@ -1,0 +1,45 @@
+# mobexport — `make demo` (set up + run the main job) and `make test` (set up + run the tests).
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ASSETS ?= .cache/assets
+# torch must be pinned: any other version pulls GBs of CUDA wheels here. numpy 2.3.5: coremltools 9.0's
+# TorchScript frontend breaks on numpy 2.4 (see shared/specs/export-stack.md).
+PINS := torch==2.13.0 numpy==2.3.5
+PYTEST_ARGS ?=
+
+.PHONY: install assets test lint demo matrix bench-export clean help
+
+help:
+	@echo "make demo   - venv, install, fetch assets, export + validate + benchmark, print results"
+	@echo "make test   - venv, install, fetch assets, lint + layer check + app syntax check + pytest"
+	@echo "make matrix - full models x targets conversion matrix (slow)"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(PINS)
+	$(BIN)/python -m pip install -q -e '.[all,dev]' $(PINS)
+	touch $@
+
+assets: install
+	$(BIN)/python -m mobexport.exporter.assets fetch --dest $(ASSETS)
+
+lint: install
+	$(BIN)/ruff check mobexport exporter converters quantization benchmarks tests scripts
+	$(BIN)/lint-imports
+
+test: install assets lint
+	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+demo: install assets
+	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/demo.py
+
+matrix: install assets
+	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/matrix.py
+
+clean:
+	rm -rf $(VENV) exports .pytest_cache mobexport-results.db

@@ -1,0 +1,1 @@
+"""mobexport.benchmarks — host harness, results and their store, results server, analysis, plots."""

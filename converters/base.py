@@ -1,0 +1,156 @@
+"""The converter contract: Target, Availability, Artifact, Runner, Converter, ExportState.
+
+One module per format (onnx.py, tflite.py, coreml.py, tensorrt.py) implements ``Converter``. Backends are
+imported inside functions only. A format that builds on another declares it in ``Target.depends_on``; the
+pipeline runs that target first and hands its artifact over in ``state.dependencies`` — converters never
+call each other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobexport.exporter.status import Status
+
+FORMATS = ("onnx", "tflite", "coreml", "tensorrt")
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str  # "<format>-<scheme>", e.g. "tflite-w8a8"
+    format: str
+    scheme: str  # fp32 | fp16 | w8a8 | w8
+    description: str = ""
+    depends_on: tuple[str, ...] = ()  # target ids whose artifacts this one is built from
+
+    @property
+    def precision(self) -> str:
+        return {"fp32": "fp32", "fp16": "fp16", "w8a8": "int8", "w8": "w8"}[self.scheme]
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.scheme == "w8a8"
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+    install_hint: str = ""
+
+    @classmethod
+    def check_modules(cls, modules: list[str], extra: str) -> Availability:
+        """ok if every module imports; otherwise the first failure and ``pip install 'mobexport[extra]'``."""
+        import importlib
+
+        for m in modules:
+            try:
+                importlib.import_module(m)
+            except Exception as e:  # ImportError, or a broken native library
+                return cls(False, f"cannot import {m}: {type(e).__name__}: {e}",
+                           f"pip install 'mobexport[{extra}]'")
+        return cls(True)
+
+
+@dataclass
+class Artifact:
+    target: str
+    path: Path  # the artifact file or bundle (e.g. .mlpackage directory)
+    manifest_path: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.manifest.get("model", "")
+
+
+class Runner(ABC):
+    """Runs one artifact on this host. Float in, float out for validation (``run``); the native round trip
+    (``set_input`` → ``invoke`` → ``get_output``) for timing, with the input preallocated by the caller."""
+
+    runtime: str = ""
+    runtime_version: str = ""
+    compute_unit: str = "cpu"
+
+    @abstractmethod
+    def native_input(self, x: np.ndarray) -> np.ndarray:
+        """Turn a float NCHW input (preprocessed per the spec) into the artifact's native input (dtype, layout,
+        quantization)."""
+
+    @abstractmethod
+    def set_input(self, x: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def invoke(self) -> None: ...
+
+    @abstractmethod
+    def get_output(self) -> np.ndarray: ...
+
+    def float_output(self, y: np.ndarray) -> np.ndarray:
+        """Native output → float logits (dequantize if needed)."""
+        return np.asarray(y, dtype=np.float32)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.set_input(self.native_input(x))
+        self.invoke()
+        return self.float_output(self.get_output())
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+@dataclass
+class ExportState:
+    """The one explicit state object passed through the pipeline steps."""
+
+    model_name: str
+    target: Target
+    spec: Any = None  # ModelSpec
+    model: Any = None  # deploy-form nn.Module (eval)
+    train_model: Any = None
+    weights: str | None = None  # path or None (random init)
+    weights_tag: str = "random"
+    example_input: Any = None  # torch.Tensor (1, C, H, W)
+    reference_output: Any = None
+    calibration: list[np.ndarray] = field(default_factory=list)
+    holdout: list[np.ndarray] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    dependencies: dict[str, Artifact] = field(default_factory=dict)
+    workdir: Path | None = None
+    artifact: Artifact | None = None
+    reports: dict[str, Any] = field(default_factory=dict)
+    status: Status = Status.SKIPPED
+
+
+class Converter(ABC):
+    format: str = ""
+    targets: tuple[Target, ...] = ()
+    runtime_name: str = ""
+
+    @abstractmethod
+    def is_available(self) -> Availability:
+        """Can this host *convert* to the format?"""
+
+    def runtime_available(self) -> Availability:
+        """Can this host *run* the format's artifacts? (Core ML off macOS, TensorRT without CUDA: no.)"""
+        return self.is_available()
+
+    @abstractmethod
+    def convert(self, state: ExportState, out_path: Path) -> Path:
+        """Write the artifact for ``state.target`` from ``state.model`` to ``out_path`` (a temp path the
+        pipeline renames when everything succeeded). Returns the artifact path."""
+
+    @abstractmethod
+    def load(self, artifact: Artifact) -> Runner: ...
+
+    def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
+        """Structural problems of the artifact that need no runtime (e.g. BatchNorm left). Empty = fine."""
+        return []
+
+    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:  # noqa: B027
+        """Write the manifest's metadata into the artifact where the format allows."""

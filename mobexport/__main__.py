@@ -1,0 +1,5 @@
+import sys
+
+from mobexport.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""Command line: ``mobexport <command> …``. Parses, calls the library, renders. Exit codes:
+0 ok · 1 fidelity mismatch · 2 usage error · 3 backend unavailable · 4 conversion failure · 5 internal error.
+
+This module and the command modules' ``add_parser`` functions import nothing heavy, so ``--help`` is instant;
+each command imports torch and its backend inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (command, module under mobexport.commands, one-line help)
+COMMANDS: list[tuple[str, str, str]] = [
+    ("list", "zoo", "list the models of the zoo"),
+    ("info", "zoo", "show a model's spec, measured vs published params/MACs"),
+    ("onnx", "export", "export a model to ONNX (onnx-fp32), simplified and validated"),
+    ("tflite", "export", "export to LiteRT/TFLite: fp32, --fp16, or --int8 full-integer (tflite-w8a8)"),
+    ("coreml", "export", "export to Core ML mlprogram: fp16, --int8 (w8a8) or --w8 (weights only)"),
+    ("tensorrt", "export", "export the ONNX a TensorRT engine is built from (--fp16 / --int8 Q/DQ); engine if TRT exists"),
+    ("bench", "bench", "time artifacts on this host (min-of-N round trips), store results"),
+    ("results", "results", "show stored results as a table, JSON or plots"),
+    ("serve", "serve", "HTTP server for the companion apps: artifacts out, results in"),
+    ("roofline", "analysis", "roofline latency model with a ridge-point sweep"),
+    ("predict", "analysis", "predict a model's latency from a per-block lookup table"),
+    ("lut", "analysis", "build per-block latency lookup tables"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mobexport import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mobexport",
+        description="Export mobile vision backbones from PyTorch to phones, validate and benchmark them.",
+        epilog="exit codes: 0 ok, 1 fidelity mismatch, 2 usage error, 3 backend unavailable, "
+               "4 conversion failure, 5 internal error",
+    )
+    parser.add_argument("--version", action="version", version=f"mobexport {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        mod = importlib.import_module(f"mobexport.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_parser(name, p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help → 0, bad usage → 2
+        return int(e.code or 0)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from mobexport.exporter.errors import MobexportError
+
+    mod = importlib.import_module(f"mobexport.commands.{args._module}")
+    try:
+        return int(mod.run(args) or 0)
+    except MobexportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per command group: ``add_parser(name, parser)`` (cheap, no heavy imports) and ``run(args)``."""

@@ -1,0 +1,1 @@
+"""mobexport.quantization — schemes, calibration sets, fidelity metrics and the one validator."""
