@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mobexport.exporter.status import Status
 
 FORMATS = ("onnx", "tflite", "coreml", "tensorrt")
@@ -122,6 +121,9 @@ class ExportState:
     options: dict[str, Any] = field(default_factory=dict)
     dependencies: dict[str, Artifact] = field(default_factory=dict)
     workdir: Path | None = None
+    # the artifact's I/O contract, filled by convert(): {"inputs": [{name, shape, dtype, layout,
+    # quantization?}], "outputs": [{name, shape, dtype, quantization?}]}; the pipeline fills a default
+    io: dict[str, Any] = field(default_factory=dict)
     artifact: Artifact | None = None
     reports: dict[str, Any] = field(default_factory=dict)
     status: Status = Status.SKIPPED
@@ -131,6 +133,32 @@ class Converter(ABC):
     format: str = ""
     targets: tuple[Target, ...] = ()
     runtime_name: str = ""
+    default_scheme: str = "fp32"  # the scheme a format subcommand uses when no --fp16/--int8/--w8 is given
+    extension: str = ""  # artifact file suffix, e.g. ".onnx", ".tflite", ".mlpackage"
+
+    # --- CLI hook: format-specific options of `mobexport <format>` (called by commands/export.py) ---
+    def add_cli_options(self, parser) -> None:  # noqa: B027 - optional hook
+        """Add this format's own flags to its argparse subparser. Must not import the backend."""
+
+    def options_from_args(self, args) -> dict[str, Any]:
+        """Turn the parsed flags added by ``add_cli_options`` into ``state.options`` entries."""
+        return {}
+
+    # --- pipeline hooks with defaults ---
+    def artifact_filename(self, state: ExportState) -> str:
+        return f"{state.model_name}{self.extension}"
+
+    def quantize(self, state: ExportState) -> None:  # noqa: B027 - optional hook
+        """Torch-side quantization for schemes that need it (calibration images are in
+        ``state.calibration``). Converters that quantize the converted artifact do it in ``convert``."""
+
+    def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
+        """Format-specific manifest entries (e.g. quantization recipe, edgetpu_cpu_fallback)."""
+        return {}
+
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the backend packages used (recorded in the manifest)."""
+        return {}
 
     @abstractmethod
     def is_available(self) -> Availability:
