@@ -114,9 +114,16 @@ def profile_ops(model: nn.Module, x: torch.Tensor) -> list[OpRecord]:
     names = {m: n for n, m in model.named_modules()}
     stack: list[str] = []
     hooks = []
+
+    def enter(mod, inp):
+        stack.append(names[mod])
+
+    def leave(mod, inp, out):  # must return None: a forward hook's return value replaces the output
+        stack.pop()
+
     for m in names:
-        hooks.append(m.register_forward_pre_hook(lambda mod, inp: stack.append(names[mod])))
-        hooks.append(m.register_forward_hook(lambda mod, inp, out: stack.pop()))
+        hooks.append(m.register_forward_pre_hook(enter))
+        hooks.append(m.register_forward_hook(leave))
     param_ids = {_storage_id(p) for p in model.parameters()} | {_storage_id(b) for b in model.buffers()}
     rec = _Recorder(param_ids, stack)
     try:

@@ -1,0 +1,129 @@
+"""Roofline arithmetic on hand-computed toy layers and the sweep's limiting cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mobexport.benchmarks.analysis import roofline
+from mobexport.exporter.profile import count_macs, profile_ops
+
+
+class ConvRelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, padding=1)  # with bias
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class Toy(nn.Module):
+    """conv3x3 4→8 (+ReLU, fused) → depthwise 3x3 → residual add → pointwise 8→16 → pool → fc 16→10."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = ConvRelu()
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.pw = nn.Conv2d(8, 16, 1, bias=False)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.c1(x)
+        y = y + self.dw(y)
+        y = self.pw(y).mean((2, 3))
+        return self.fc(y)
+
+
+def _layers(precision="fp32"):
+    recs = profile_ops(Toy().eval(), torch.randn(1, 4, 8, 8))
+    return roofline.layers_from_records(recs, precision)
+
+
+def test_hand_computed_macs_and_bytes():
+    layers = _layers("fp32")
+    by_type = {}
+    for layer in layers:
+        by_type.setdefault(layer.op_type, []).append(layer)
+    conv = by_type["conv"][0]
+    assert conv.macs == 8 * 8 * 8 * 4 * 9  # out elems × (Cin/g)·k·k
+    assert conv.bytes == (8 * 4 * 9 + 8 + 4 * 64 + 8 * 64) * 4  # weights + bias + in + out, fp32
+    dw = by_type["depthwise"][0]
+    assert dw.macs == 8 * 64 * 9 and dw.bytes == (8 * 9 + 8 * 64 + 8 * 64) * 4
+    pw = by_type["pointwise"][0]
+    assert pw.macs == 16 * 64 * 8 and pw.bytes == (16 * 8 + 8 * 64 + 16 * 64) * 4
+    fc = by_type["fc"][0]
+    assert fc.macs == 16 * 10 and fc.bytes == (16 * 10 + 10 + 16 + 10) * 4
+    add = [x for x in by_type["elementwise"] if x.op == "add"][0]
+    assert add.macs == 0 and add.bytes == 3 * 8 * 64 * 4
+    # the ReLU right after the conv is fused: no layer for it
+    assert not [x for x in layers if x.op == "relu"]
+    assert conv.intensity == pytest.approx(conv.macs / conv.bytes)
+
+
+def test_precision_scales_bytes_not_macs():
+    f32, f16, i8 = _layers("fp32"), _layers("fp16"), _layers("int8")
+    for a, b, c in zip(f32, f16, i8, strict=True):
+        assert a.macs == b.macs == c.macs
+        assert a.bytes == 2 * b.bytes == 4 * c.bytes
+    with pytest.raises(ValueError):
+        _layers("fp64")
+
+
+def test_layer_time_is_max_of_compute_and_memory():
+    layer = roofline.Layer("l", "convolution", "conv", macs=1000, bytes=100)  # intensity 10
+    assert layer.time(peak_macs=100.0, peak_bw=1.0) == pytest.approx(100.0)  # memory bound: 100 B / 1 B/s
+    assert layer.time(peak_macs=100.0, peak_bw=1000.0) == pytest.approx(10.0)  # compute bound
+    assert layer.time(peak_macs=100.0, peak_bw=math.inf) == pytest.approx(10.0)
+
+
+def test_rp_zero_is_macs_only_and_large_rp_is_memory_bound():
+    layers = _layers()
+    peak = 1e9
+    s = roofline.sweep(layers, rps=(0, 1e6), peak_macs=peak)
+    total_macs = sum(x.macs for x in layers)
+    assert s[0]["predicted_ms"] == pytest.approx(total_macs / peak * 1e3)
+    total_bytes = sum(x.bytes for x in layers)
+    bw = roofline.bandwidth_for_rp(peak, 1e6)
+    assert s[1]["predicted_ms"] == pytest.approx(total_bytes / bw * 1e3, rel=1e-9)
+    # the prediction never decreases as the ridge point grows
+    full = roofline.sweep(layers, peak_macs=peak)
+    assert all(a["predicted_ms"] <= b["predicted_ms"] for a, b in zip(full, full[1:], strict=False))
+
+
+def test_rp_zero_orders_models_by_macs():
+    small, big = nn.Sequential(nn.Conv2d(3, 8, 3)), nn.Sequential(nn.Conv2d(3, 64, 3))
+    reports = {n: roofline.analyze(m, (3, 32, 32), rps=(0, 500)) for n, m in (("small", small), ("big", big))}
+    ranking = roofline.rank_models(reports)
+    assert ranking[0]["rp"] == 0 and ranking[0]["ranking"] == ["small", "big"]
+    assert reports["big"]["sweep"][0]["predicted_ms"] / reports["small"]["sweep"][0]["predicted_ms"] == (
+        pytest.approx(reports["big"]["macs"] / reports["small"]["macs"]))
+
+
+def test_model_total_macs_match_the_zoo_counter():
+    import mobexport
+
+    name = "mobileone_s0" if "mobileone_s0" in mobexport.list_models() else mobexport.list_models()[0]
+    spec = mobexport.get_spec(name)
+    deploy = mobexport.reparameterize(mobexport.create_model(name))
+    rep = roofline.analyze(deploy, spec.input_size, precision="int8")
+    assert rep["macs"] == count_macs(deploy, spec.input_size)
+    assert {s["rp"] for s in rep["sweep"]} == set(roofline.DEFAULT_RPS)
+    assert all(layer["op_type"] in roofline.OP_TYPES for layer in rep["layers"])
+
+
+def test_cli_roofline_json(capsys):
+    import json
+
+    from mobexport.cli import main
+
+    assert main(["roofline", "mobilenetv3_small_100", "--precision", "int8", "--rp", "0,50,500", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [s["rp"] for s in out["sweep"]] == [0.0, 50.0, 500.0]
+    assert out["macs"] > 0 and out["layers"]
+    assert main(["roofline", "mobilenetv3_small_100", "--rp", "-1"]) == 2
+    assert main(["roofline", "mobilenetv3_small_100", "--peak-macs", "1e12"]) == 2  # needs --peak-bw too
