@@ -1,0 +1,176 @@
+"""The one benchmark result record (``schema/result.schema.json``) as a dataclass, its statistics, and
+payload validation. Shared by the host harness, the store, the server and the companion apps' uploads.
+
+Latencies are milliseconds of round trips (set input → invoke → read output) after warm-up; the minimum is
+the headline, the full distribution is kept in ``samples_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mobexport.exporter.errors import UsageError
+from mobexport.exporter.status import Status
+
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "BenchmarkResult", "LatencyStats", "PayloadError", "Status",
+           "compute_stats", "load_schema", "validate_payload"]
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "result.schema.json"
+HARNESSES = ("host", "ios_app", "android_app")
+
+
+class PayloadError(UsageError):
+    """A result payload that does not follow result.schema.json; ``reason`` names the offending field."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"invalid result payload: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    max_ms: float
+
+
+def _percentile(sorted_ms: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default 'linear' method) of an already sorted list."""
+    pos = (len(sorted_ms) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_ms) - 1)
+    return sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (pos - lo)
+
+
+def compute_stats(samples_ms: list[float]) -> LatencyStats:
+    """min / p50 / p90 / mean / population std / max of raw samples (ms)."""
+    if not samples_ms:
+        raise UsageError("no latency samples to summarise")
+    s = sorted(float(x) for x in samples_ms)
+    if s[0] < 0 or not all(math.isfinite(x) for x in s):
+        raise UsageError("latency samples must be finite and non-negative")
+    mean = math.fsum(s) / len(s)
+    var = math.fsum((x - mean) ** 2 for x in s) / len(s)
+    return LatencyStats(min_ms=s[0], p50_ms=_percentile(s, 0.5), p90_ms=_percentile(s, 0.9), mean_ms=mean,
+                        std_ms=math.sqrt(var), max_ms=s[-1])
+
+
+@dataclass
+class BenchmarkResult:
+    """One benchmark run of one artifact on one device — exactly the schema's fields."""
+
+    model: str
+    weights: str
+    target: str
+    artifact_sha256: str
+    harness: str
+    device_model: str
+    os: str
+    os_version: str
+    chip: str
+    runtime: str
+    runtime_version: str
+    compute_unit: str
+    input_shape: list[int]
+    batch_size: int
+    warmup: int
+    runs: int
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    max_ms: float
+    samples_ms: list[float]
+    validation_status: str
+    timestamp: str
+    threads: int | None = None
+    load_ms: float | None = None
+    peak_rss_mb: float | None = None
+    thermal_state_before: str | None = None
+    thermal_state_after: str | None = None
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    notes: str | None = None
+    schema_version: str = SCHEMA_VERSION
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], **kw: Any) -> BenchmarkResult:
+        """Build a record whose statistics are computed from the raw samples (the harness's path)."""
+        stats = compute_stats(samples_ms)
+        return cls(samples_ms=[float(x) for x in samples_ms], **asdict(stats), **kw)
+
+    def to_dict(self, *, samples: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        d["validation_status"] = str(d["validation_status"])
+        if not samples:
+            d.pop("samples_ms")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, validate: bool = True) -> BenchmarkResult:
+        if validate:
+            validate_payload(d)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def status(self) -> Status:
+        return Status(self.validation_status)
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def validate_payload(d: Any) -> None:
+    """Raise PayloadError (with the first failing field) unless ``d`` follows result.schema.json.
+
+    Beyond the schema: the statistics must be consistent with the samples (min ≤ p50 ≤ p90 ≤ max) and
+    ``runs`` must equal the number of samples, so a record cannot claim numbers it does not carry."""
+    if not isinstance(d, dict):
+        raise PayloadError(f"expected a JSON object, got {type(d).__name__}")
+    err = next(iter(sorted(_validator().iter_errors(d), key=lambda e: list(e.path))), None)
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "(record)"
+        raise PayloadError(f"{where}: {err.message[:300]}")
+    _check_timestamp(d["timestamp"])
+    if len(d["samples_ms"]) != d["runs"]:
+        raise PayloadError(f"runs: {d['runs']} but samples_ms has {len(d['samples_ms'])} entries")
+    tol = 1e-6
+    if not (d["min_ms"] <= d["p50_ms"] + tol and d["p50_ms"] <= d["p90_ms"] + tol
+            and d["p90_ms"] <= d["max_ms"] + tol):
+        raise PayloadError("statistics out of order: need min_ms <= p50_ms <= p90_ms <= max_ms")
+    if abs(min(d["samples_ms"]) - d["min_ms"]) > max(tol, 1e-3 * d["min_ms"]):
+        raise PayloadError(f"min_ms {d['min_ms']} is not the minimum of samples_ms ({min(d['samples_ms'])})")
+
+
+def _check_timestamp(ts: str) -> None:
+    """RFC 3339 date-time with a time zone (jsonschema checks ``format`` only with optional extras)."""
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise PayloadError(f"timestamp: '{ts[:64]}' is not an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise PayloadError(f"timestamp: '{ts[:64]}' has no time zone (use Z or +hh:mm)")

@@ -1,0 +1,233 @@
+"""HTTP server for the companion apps: artifacts out, results in (FastAPI app factory + uvicorn runner).
+
+  GET  /api/v1/health
+  GET  /api/v1/artifacts                                  manifests of everything exported under --artifacts
+  GET  /api/v1/artifacts/{model}/{target}/manifest
+  GET  /api/v1/artifacts/{model}/{target}/download        the file, or a zip of a bundle (.mlpackage)
+  POST /api/v1/results                                    one result.schema.json record → 201 {"id": …}
+  GET  /api/v1/results[?model=&target=&harness=&limit=]   records (no raw samples)
+  GET  /api/v1/results/{id}                               one record with its raw samples
+
+With a token set, every endpoint needs ``Authorization: Bearer <token>`` (401 otherwise). A POST body over
+1 MiB is refused with 413 before it is read in full; malformed JSON → 400; a schema violation → 422 with the
+reason. A record is stored in one transaction or not at all. Binds 127.0.0.1 unless told otherwise, and any
+other host requires a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import re
+import socket
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mobexport.benchmarks.results import BenchmarkResult, PayloadError
+from mobexport.benchmarks.store import open_store
+from mobexport.exporter.errors import UsageError
+
+MAX_BODY = 1 << 20  # 1 MiB
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to expose the server beyond loopback without a token."""
+    if host not in LOOPBACK and not token:
+        raise UsageError(f"refusing to bind {host} without --token: anyone on the network could write results",
+                         hint="pass --token SECRET (clients send 'Authorization: Bearer SECRET')")
+
+
+def list_manifests(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for mf in sorted(Path(root).glob("*/*/manifest.json")):
+        try:
+            out.append(json.loads(mf.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # a half-written or foreign file is not an artifact
+    return out
+
+
+def resolve_artifact(root: Path, model: str, target: str) -> tuple[Path, dict[str, Any]]:
+    """(artifact path, manifest) for ``root/model/target``; refuses anything that leaves ``root``."""
+    from fastapi import HTTPException
+
+    if not (_SAFE_NAME.match(model) and _SAFE_NAME.match(target)) or ".." in (model + target):
+        raise HTTPException(400, "invalid model or target name")
+    root = Path(root).resolve()
+    folder = (root / model / target).resolve()
+    mf = folder / "manifest.json"
+    if not folder.is_relative_to(root) or not mf.is_file():
+        raise HTTPException(404, f"no exported artifact {model}/{target}")
+    manifest = json.loads(mf.read_text())
+    name = str(manifest.get("artifact", ""))
+    path = (folder / name).resolve()
+    if not name or "/" in name or "\\" in name or not path.is_relative_to(folder) or not path.exists():
+        raise HTTPException(404, f"artifact file of {model}/{target} is missing")
+    return path, manifest
+
+
+def _zip_dir(folder: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(suffix=".zip", prefix="mobexport-")
+    with open(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and not f.is_symlink():
+                zf.write(f, Path(folder.name) / f.relative_to(folder))
+    return Path(tmp)
+
+
+async def _read_limited(request, limit: int) -> bytes:
+    from fastapi import HTTPException
+
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(413, f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request body over {limit} bytes")
+    return bytes(body)
+
+
+def create_app(db_url: str | None = None, *, token: str | None = None, artifacts_dir: str | Path = "exports",
+               max_body: int = MAX_BODY):
+    from fastapi import Depends, FastAPI, HTTPException, Request
+
+    store = open_store(db_url)
+
+    def auth(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="mobexport results server", version="1", dependencies=[Depends(auth)])
+    app.state.store = store
+
+    @app.get("/api/v1/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True, "schema_version": store.version, "results": store.count()}
+
+    _artifact_routes(app, Path(artifacts_dir))
+    _result_routes(app, store, max_body)
+    return app
+
+
+def _artifact_routes(app, root: Path) -> None:
+    from fastapi.responses import FileResponse
+    from starlette.background import BackgroundTask
+
+    @app.get("/api/v1/artifacts")
+    def artifacts() -> list[dict[str, Any]]:
+        return list_manifests(root)
+
+    @app.get("/api/v1/artifacts/{model}/{target}/manifest")
+    def manifest(model: str, target: str) -> dict[str, Any]:
+        return resolve_artifact(root, model, target)[1]
+
+    @app.get("/api/v1/artifacts/{model}/{target}/download")
+    def download(model: str, target: str):
+        path, _ = resolve_artifact(root, model, target)
+        if path.is_dir():
+            z = _zip_dir(path)
+            return FileResponse(z, filename=path.name + ".zip", media_type="application/zip",
+                                background=BackgroundTask(z.unlink, missing_ok=True))
+        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
+
+def _result_routes(app, store, max_body: int) -> None:
+    from fastapi import HTTPException, Request
+    from starlette.concurrency import run_in_threadpool
+
+    @app.post("/api/v1/results", status_code=201)
+    async def post_result(request: Request) -> dict[str, Any]:
+        body = await _read_limited(request, max_body)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HTTPException(400, f"malformed JSON: {e}") from None
+        try:
+            result = BenchmarkResult.from_dict(payload)
+        except PayloadError as e:
+            raise HTTPException(422, e.reason) from None
+        rid = await run_in_threadpool(store.add, result)
+        return {"id": rid, "model": result.model, "target": result.target, "harness": result.harness,
+                "min_ms": result.min_ms}
+
+    @app.get("/api/v1/results")
+    def results(model: str | None = None, target: str | None = None, harness: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in store.query(model=model, target=target, harness=harness, limit=limit)]
+
+    @app.get("/api/v1/results/{result_id}")
+    def result(result_id: int) -> dict[str, Any]:
+        try:
+            return store.get(result_id).to_dict(samples=True)
+        except UsageError as e:
+            raise HTTPException(404, str(e)) from None
+
+
+def run(app, host: str = "127.0.0.1", port: int = 8765, *, log_level: str = "info") -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run a real uvicorn server in a background thread; yields its base URL. The socket is bound before the
+    server starts (port 0 = any free port), so there is no race for the port."""
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise RuntimeError("uvicorn did not start")
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def results_endpoint(url: str) -> str:
+    """Accept a server's base URL or the full results endpoint."""
+    url = url.rstrip("/")
+    return url if url.endswith("/api/v1/results") else url + "/api/v1/results"
+
+
+def post_result(url: str, record: dict[str, Any], *, token: str | None = None, timeout: float = 30.0) -> int:
+    """POST one record to a mobexport server; returns the stored id. Raises UsageError with the server's
+    reason on 4xx, and on connection failures."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = httpx.post(results_endpoint(url), json=record, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise UsageError(f"cannot post result to {url}: {e}") from e
+    if r.status_code != 201:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        raise UsageError(f"server refused the result ({r.status_code}): {str(detail)[:500]}")
+    return int(r.json()["id"])

@@ -1,0 +1,127 @@
+"""Tables of the results database and its migrations (a small hand-rolled, ordered list).
+
+The database records its version in ``mobexport_schema``; ``migrate`` applies the missing steps in one
+transaction under a writer lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL advisory lock), so concurrent
+processes opening a fresh database apply each step exactly once.
+
+History:
+  v1  results (one row per record, statistics as columns) + samples (raw samples, one JSON row per result)
+  v2  results.thermal_state_before / thermal_state_after (the apps report the device's thermal state)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+VERSION_TABLE = "mobexport_schema"
+PG_LOCK_KEY = 0x6D6F6265  # "mobe": advisory lock id for migrations
+
+
+def _v1_result_columns() -> list[sa.Column]:
+    s, f, i = sa.String, sa.Float, sa.Integer
+    return [
+        sa.Column("id", i, primary_key=True, autoincrement=True),
+        sa.Column("schema_version", s(16), nullable=False),
+        sa.Column("model", s(128), nullable=False, index=True),
+        sa.Column("weights", s(256), nullable=False),
+        sa.Column("target", s(32), nullable=False, index=True),
+        sa.Column("artifact_sha256", s(64), nullable=False),
+        sa.Column("harness", s(16), nullable=False, index=True),
+        sa.Column("device_model", s(128), nullable=False),
+        sa.Column("os", s(64), nullable=False),
+        sa.Column("os_version", s(64), nullable=False),
+        sa.Column("chip", s(128), nullable=False),
+        sa.Column("runtime", s(64), nullable=False),
+        sa.Column("runtime_version", s(64), nullable=False),
+        sa.Column("compute_unit", s(64), nullable=False),
+        sa.Column("threads", i, nullable=True),
+        sa.Column("input_shape", sa.Text, nullable=False),  # JSON list
+        sa.Column("batch_size", i, nullable=False),
+        sa.Column("warmup", i, nullable=False),
+        sa.Column("runs", i, nullable=False),
+        *[sa.Column(n, f, nullable=False) for n in ("min_ms", "p50_ms", "p90_ms", "mean_ms", "std_ms", "max_ms")],
+        sa.Column("load_ms", f, nullable=True),
+        sa.Column("peak_rss_mb", f, nullable=True),
+        sa.Column("validation_status", s(32), nullable=False),
+        sa.Column("tool_versions", sa.Text, nullable=False),  # JSON object
+        sa.Column("git_commit", s(64), nullable=True),
+        sa.Column("timestamp", s(64), nullable=False),
+        sa.Column("notes", sa.Text, nullable=True),
+    ]
+
+
+def _v2_result_columns() -> list[sa.Column]:
+    return [sa.Column("thermal_state_before", sa.String(32), nullable=True),
+            sa.Column("thermal_state_after", sa.String(32), nullable=True)]
+
+
+def _samples_columns() -> list[sa.Column]:
+    return [
+        sa.Column("result_id", sa.Integer, sa.ForeignKey("results.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("n", sa.Integer, nullable=False),
+        sa.Column("samples_ms", sa.Text, nullable=False),  # JSON list of floats, in run order
+    ]
+
+
+# The current shape, used for queries and inserts.
+metadata = sa.MetaData()
+results = sa.Table("results", metadata, *_v1_result_columns(), *_v2_result_columns())
+samples = sa.Table("samples", metadata, *_samples_columns())
+version_table = sa.Table(VERSION_TABLE, metadata, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("version", sa.Integer, nullable=False))
+
+
+def _m1_initial(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("results", md, *_v1_result_columns())
+    sa.Table("samples", md, *_samples_columns())
+    md.create_all(conn)
+
+
+def _m2_thermal_state(conn: sa.Connection) -> None:
+    for col in _v2_result_columns():
+        conn.exec_driver_sql(f"ALTER TABLE results ADD COLUMN {col.name} VARCHAR({col.type.length})")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sa.Connection], None]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "results + raw samples", _m1_initial),
+    Migration(2, "thermal state columns", _m2_thermal_state),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: sa.Connection) -> int:
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return 0
+    v = conn.execute(sa.select(version_table.c.version).where(version_table.c.id == 1)).scalar()
+    return int(v or 0)
+
+
+def migrate(conn: sa.Connection, to_version: int = LATEST) -> int:
+    """Bring the database to ``to_version`` inside the caller's (locked) transaction; returns the version."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+    v = current_version(conn)
+    if v > LATEST:
+        from mobexport.exporter.errors import UsageError
+
+        raise UsageError(f"results database has schema v{v}, newer than this mobexport (v{LATEST}); upgrade mobexport")
+    if v == 0:
+        version_table.create(conn, checkfirst=True)
+        conn.execute(version_table.insert().values(id=1, version=0))
+    for m in MIGRATIONS:
+        if v < m.version <= to_version:
+            m.apply(conn)
+            conn.execute(version_table.update().where(version_table.c.id == 1).values(version=m.version))
+            v = m.version
+    return v
