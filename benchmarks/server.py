@@ -14,8 +14,8 @@ reason. A record is stored in one transaction or not at all. Binds 127.0.0.1 unl
 other host requires a token.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI resolves the endpoints' annotations (Request), which are
+# imported inside functions, at definition time.
 import contextlib
 import hmac
 import json

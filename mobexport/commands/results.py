@@ -1,15 +1,80 @@
-"""Placeholder until its issue lands: the command exists in --help and says it is not available yet."""
+"""``mobexport results [--db URL] [--model PATTERN] [--target T] [--harness H] [--json] [--plot FILE.png]
+[--samples ID]``: stored results as a table (min latency as the headline), JSON, a Pareto plot, or the raw
+samples of one result."""
 
 from __future__ import annotations
 
 import argparse
 
+from ._common import console, notice, print_json
+
 
 def add_parser(name: str, p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("--db", help="results database: file path, sqlite:///FILE or postgresql://… "
+                                "(default ./mobexport-results.db)")
+    p.add_argument("--model", help="shell-style model pattern, e.g. 'mobileone*'")
+    p.add_argument("--target", help="target id, e.g. onnx-fp32")
+    p.add_argument("--harness", choices=("host", "ios_app", "android_app"))
+    p.add_argument("--limit", type=int, help="at most N results")
+    p.add_argument("--json", action="store_true", help="machine-readable output (records without raw samples)")
+    p.add_argument("--plot", metavar="FILE.png", help="write a latency-vs-top-1 Pareto plot per target "
+                                                      "(with --samples: the raw-sample distribution)")
+    p.add_argument("--y", choices=("top1", "params"), default="top1", help="y axis of the Pareto plot")
+    p.add_argument("--samples", type=int, metavar="ID", help="show the raw samples of result ID")
 
 
 def run(args) -> int:
-    from mobexport.exporter.errors import UsageError
+    from mobexport.benchmarks.store import open_store
 
-    raise UsageError(f"'mobexport {args.command}' is not available yet")
+    with open_store(args.db) as store:
+        if args.samples is not None:
+            return _samples(store, args)
+        rows = [s.to_dict() for s in store.query(model=args.model, target=args.target, harness=args.harness,
+                                                 limit=args.limit)]
+    if args.plot:
+        from mobexport.benchmarks.plots import pareto_plot
+
+        notice(f"wrote {pareto_plot(rows, args.plot, y=args.y)}")
+    if args.json:
+        print_json(rows)
+    else:
+        render_table(rows)
+    return 0
+
+
+def _samples(store, args) -> int:
+    stored = store.get(args.samples)
+    r = stored.result
+    if args.plot:
+        from mobexport.benchmarks.plots import samples_plot
+
+        notice(f"wrote {samples_plot({f'#{stored.id} {r.model} {r.target}': r.samples_ms}, args.plot)}")
+    if args.json:
+        print_json({"id": stored.id, "model": r.model, "target": r.target, "runs": r.runs,
+                    "min_ms": r.min_ms, "samples_ms": r.samples_ms})
+    else:
+        console().print(f"#{stored.id} {r.model} {r.target} {r.runtime} on {r.device_model}: {r.runs} runs, "
+                        f"min {r.min_ms:.4f} ms, p50 {r.p50_ms:.4f}, p90 {r.p90_ms:.4f}, max {r.max_ms:.4f}")
+        console().print(" ".join(f"{x:.4f}" for x in r.samples_ms))
+    return 0
+
+
+def render_table(rows: list[dict], title: str | None = None) -> None:
+    from rich.table import Table
+
+    t = Table(title=title or f"{len(rows)} results (min of N round trips, ms)")
+    for col, just in (("id", "right"), ("model", "left"), ("target", "left"), ("harness", "left"),
+                      ("device", "left"), ("runtime", "left"), ("unit", "left"), ("thr", "right"),
+                      ("runs", "right"), ("min ms", "right"), ("p50", "right"), ("p90", "right"),
+                      ("load ms", "right"), ("RSS MB", "right"), ("status", "left")):
+        t.add_column(col, justify=just, style="bold" if col == "min ms" else None)
+    for r in rows:
+        t.add_row(str(r.get("id", "")), r["model"], r["target"], r["harness"], r["device_model"],
+                  f"{r['runtime']} {r['runtime_version']}", r["compute_unit"], _opt(r.get("threads")),
+                  str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
+                  _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"), r["validation_status"])
+    console().print(t)
+
+
+def _opt(v, fmt: str = "") -> str:
+    return "-" if v is None else format(v, fmt)

@@ -1,15 +1,32 @@
-"""Placeholder until its issue lands: the command exists in --help and says it is not available yet."""
+"""``mobexport serve [--db URL] [--host 127.0.0.1] [--port N] [--token T] [--artifacts DIR]``: the HTTP server
+the companion apps download artifacts from and post results to. Any host other than loopback needs --token."""
 
 from __future__ import annotations
 
 import argparse
+import os
+
+from ._common import notice
 
 
 def add_parser(name: str, p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("--db", help="results database (default ./mobexport-results.db)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default=os.environ.get("MOBEXPORT_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' (default: $MOBEXPORT_TOKEN)")
+    p.add_argument("--artifacts", default="exports", help="export folder served to the apps (default exports)")
 
 
 def run(args) -> int:
+    from mobexport.benchmarks import server
     from mobexport.exporter.errors import UsageError
 
-    raise UsageError(f"'mobexport {args.command}' is not available yet")
+    server.check_bind(args.host, args.token)
+    if not 0 < args.port < 65536:
+        raise UsageError(f"invalid port {args.port}")
+    app = server.create_app(args.db, token=args.token, artifacts_dir=args.artifacts)
+    notice(f"mobexport serve: http://{args.host}:{args.port}/api/v1 (artifacts from {args.artifacts}, "
+           f"results into {app.state.store.url.split('@')[-1]}{', token required' if args.token else ''})")
+    server.run(app, args.host, args.port)
+    return 0
