@@ -160,7 +160,9 @@ def _spec(name: str, style: str, n: Published) -> ModelSpec:
         f"published MACs ({n.macs_m:g}M) are cvnets-profiler MACs (reference measured: {n.ref_macs_cvnets_m}M); "
         f"reference.macs is the exact count (FlopCounterMode/2) of the reference code, {n.ref_macs_exact_m}M, "
         "the convention of exporter.profile.count_macs. cvnets charges each attention product as N·d² per "
-        "sequence instead of N²·d. No reparameterization beyond BN folding; LayerNorm/GroupNorm stay.")
+        "sequence instead of N²·d. reference.params counts the reference's only (train) form; our BN-folded "
+        "deploy form is 0.15-0.27% smaller (BN γ/β become a conv bias). No reparameterization beyond BN "
+        "folding; LayerNorm/GroupNorm stay.")
     return ModelSpec(
         name=f"mobilevitv3_{name}", family=FAMILY, input_size=(3, 256, 256),
         preprocessing=PRE_V1 if style == "v1" else PRE_V2,
