@@ -1,0 +1,399 @@
+"""Core ML converter: ``coreml-fp16`` (default), ``coreml-w8a8`` (``--int8``), ``coreml-w8`` (``--w8``).
+
+mlprogram, fp16 compute precision, fixed input shape, input ``input`` / output ``logits`` (float32 I/O: one
+cast at each end). Conversion path: ``torch.jit.trace`` (``check_trace=False``; the traced module is compared
+with the eager one instead) → ``ct.convert``. Measured here (coremltools 9.0, torch 2.13, numpy 2.3.5) on a
+plain conv net, an SE/h-swish net and a conv+MHSA hybrid: ``torch.export`` (``run_decompositions({})``)
+converts all three in fp16 but fails for **every** W8A8 model (the ``LinearQuantizer``-finalised graph holds
+quantized modules: ``UnsupportedFakeTensorException: quantized nyi in meta tensors``); ``jit.trace`` converts
+all of them, fp16 and W8A8 (the hybrid only with ``check_trace=False``: MHA's fast path differs between
+invocations) and records each op's PyTorch module name, which the ANE lint reports. One path for all schemes.
+
+Schemes: W8A8 = ``ct.optimize.torch.quantization.LinearQuantizer`` (symmetric int8 weights per-channel, int8
+activations observed on real photos in torch, then finalised and traced; ``linear_quantize_activations``
+needs ``predict``, which fails off macOS). W8 = ``ct.optimize.coreml.linear_quantize_weights`` (int8,
+per-channel, symmetric) on the converted fp16 model.
+
+Default minimum target iOS17 (spec v8 / CoreML7 opset): the W8A8 ``quantize``/``dequantize`` ops on
+activations need it, and one floor for all three schemes keeps fp16/w8/w8a8 packages loadable on the same
+devices (iOS16 is still accepted for fp16/w8).
+
+Validation: Core ML executes only on macOS. Off macOS the artifact is UNVALIDATED_NO_RUNTIME (with the
+reason, never OK) and a notice goes to stderr; ``--require-validation`` turns that into exit 3 before
+converting. ``--strict-ane`` fails (exit 1) when the Neural Engine lint (``ane_lint.py``) flags anything.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target
+
+COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_ONLY", "CPU_AND_GPU")
+MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
+DEFAULT_MIN_TARGET = "iOS17"
+CONVERSION_PATH = "jit.trace"
+META_PREFIX = "mobexport."
+QUANT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
+CALIBRATION_STEPS = 32
+
+
+class _Normalize:
+    """Module factory: ``(x - mean) / std`` in front of the network, for ImageType inputs in [0, 1]."""
+
+    @staticmethod
+    def wrap(model, mean, std):
+        import torch
+
+        class Normalized(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = model
+                self.register_buffer("scale", 1.0 / torch.tensor(std).view(1, -1, 1, 1))
+                self.register_buffer("shift", -torch.tensor(mean).view(1, -1, 1, 1) / torch.tensor(std).view(1, -1, 1, 1))
+
+            def forward(self, x):
+                return self.net(x * self.scale + self.shift)
+
+        return Normalized().eval()
+
+
+def _options(state: ExportState) -> dict[str, Any]:
+    from mobexport.exporter.errors import UsageError
+
+    o = state.options
+    cu = o.get("compute_units") or "ALL"
+    tgt = o.get("min_target") or DEFAULT_MIN_TARGET
+    if cu not in COMPUTE_UNITS:
+        raise UsageError(f"--compute-units must be one of {', '.join(COMPUTE_UNITS)}, got {cu!r}")
+    if tgt not in MIN_TARGETS:
+        raise UsageError(f"--min-target must be one of {', '.join(MIN_TARGETS)}, got {tgt!r}")
+    if state.target.scheme == "w8a8" and MIN_TARGETS.index(tgt) < MIN_TARGETS.index("iOS17"):
+        raise UsageError(f"coreml-w8a8 needs --min-target iOS17 or later (activation quantize ops), got {tgt}")
+    return {"compute_units": cu, "min_target": tgt, "image_input": bool(o.get("image_input")),
+            "strict_ane": bool(o.get("strict_ane")), "require_validation": bool(o.get("require_validation"))}
+
+
+def quantize_w8a8(model, calibration: list[np.ndarray], example):
+    """Int8 weights + activations with coremltools' torch LinearQuantizer, observers fed real photos."""
+    import torch
+    from coremltools.optimize.torch.quantization import LinearQuantizer, LinearQuantizerConfig
+    from mobexport.exporter.errors import CalibrationError
+
+    if not calibration:
+        raise CalibrationError("coreml-w8a8 needs calibration photos: pass --calibration DIR or run `make assets`")
+    # milestones: observers on from step 0, fake-quant never switched on during calibration (pure PTQ)
+    cfg = LinearQuantizerConfig.from_dict({"global_config": {
+        "quantization_scheme": "symmetric", "weight_dtype": "qint8", "activation_dtype": "quint8",
+        "weight_per_channel": True, "milestones": [0, 10**9, 10**9, 0]}})
+    quantizer = LinearQuantizer(model, cfg)
+    prepared = quantizer.prepare(example_inputs=(example,), inplace=False)
+    quantizer.step()
+    with torch.no_grad():
+        for x in calibration[:CALIBRATION_STEPS]:
+            prepared(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return quantizer.finalize(prepared, inplace=False).eval()
+
+
+def _trace(module, example):
+    """jit.trace without the re-trace check; the traced graph must match eager on the example instead."""
+    import torch
+
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+        ref, out = module(example), traced(example)
+    err = float((ref - out).abs().max()) / max(float(ref.abs().max()), 1e-12)
+    if not err <= 1e-5:
+        from mobexport.exporter.errors import ConversionError
+
+        raise ConversionError(f"jit.trace output differs from eager (rel max error {err:.3g}): "
+                              "the model has data-dependent control flow", step="convert")
+    return traced
+
+
+def _ct_inputs(state: ExportState, image_input: bool):
+    import coremltools as ct
+
+    shape = tuple(state.example_input.shape)
+    if image_input:
+        layout = ct.colorlayout.BGR if state.spec.color == "BGR" else ct.colorlayout.RGB
+        return [ct.ImageType(name="input", shape=shape, scale=1 / 255.0, color_layout=layout)]
+    return [ct.TensorType(name="input", shape=shape, dtype=np.float32)]
+
+
+def _io(state: ExportState, image_input: bool, num_classes: int) -> dict[str, Any]:
+    c, h, w = state.spec.input_size
+    inp = {"name": "input", "shape": [1, c, h, w], "dtype": "float32", "layout": "NCHW"}
+    if image_input:
+        inp = {"name": "input", "shape": [1, c, h, w], "dtype": "uint8", "layout": "image",
+               "color": state.spec.color, "preprocessing": "baked in (scale 1/255, mean/std)"}
+    return {"inputs": [inp], "outputs": [{"name": "logits", "shape": [1, num_classes], "dtype": "float32"}]}
+
+
+def _build_metadata(state: ExportState, opts: dict[str, Any]) -> dict[str, str]:
+    pp = state.spec.preprocessing
+    return {f"{META_PREFIX}model": state.model_name, f"{META_PREFIX}target": state.target.id,
+            f"{META_PREFIX}scheme": state.target.scheme, f"{META_PREFIX}conversion_path": CONVERSION_PATH,
+            f"{META_PREFIX}compute_units": opts["compute_units"], f"{META_PREFIX}min_target": opts["min_target"],
+            f"{META_PREFIX}image_input": json.dumps(opts["image_input"]),
+            f"{META_PREFIX}preprocessing": json.dumps({"mean": list(pp.mean), "std": list(pp.std),
+                                                       "color": pp.color, "scale": 1 / 255})}
+
+
+def _notice(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+class CoreMLRunner(Runner):
+    """macOS only: ``MLModel.predict`` with the compute units recorded in the package."""
+
+    runtime = "coremltools"
+
+    def __init__(self, path: Path, compute_units: str | None = None):
+        import coremltools as ct
+
+        meta = ct.models.MLModel(str(path), skip_model_load=True).user_defined_metadata
+        self.compute_unit = compute_units or meta.get(f"{META_PREFIX}compute_units", "ALL")
+        self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[self.compute_unit])
+        self.runtime_version = ct.__version__
+        self.image = json.loads(meta.get(f"{META_PREFIX}image_input", "false"))
+        self.pp = json.loads(meta.get(f"{META_PREFIX}preprocessing", "{}"))
+        self._x: Any = None
+        self._y: dict[str, Any] = {}
+
+    def native_input(self, x: np.ndarray):
+        if not self.image:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        from PIL import Image
+
+        mean = np.asarray(self.pp["mean"], np.float32).reshape(-1, 1, 1)
+        std = np.asarray(self.pp["std"], np.float32).reshape(-1, 1, 1)
+        pix = np.clip((x[0] * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if self.pp.get("color") == "BGR":  # Core ML's BGR ImageType swaps a (RGB) PIL image itself
+            pix = pix[::-1]
+        return Image.fromarray(np.ascontiguousarray(pix.transpose(1, 2, 0)), "RGB")
+
+    def set_input(self, x) -> None:
+        self._x = x
+
+    def invoke(self) -> None:
+        self._y = self.model.predict({"input": self._x})
+
+    def get_output(self) -> np.ndarray:
+        return np.asarray(self._y["logits"])
+
+
+def compute_plan_placement(path: Path, compute_units: str = "ALL") -> dict[str, Any]:
+    """macOS only: per-op preferred device from MLComputePlan (the real ANE placement)."""
+    from collections import Counter
+
+    import coremltools as ct
+    from coremltools.models.compute_plan import MLComputePlan
+
+    compiled = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[compute_units]).get_compiled_model_path()
+    plan = MLComputePlan.load_from_path(compiled, ct.ComputeUnit[compute_units])
+    devices: Counter = Counter()
+    off_ane: list[str] = []
+    for op in plan.model_structure.program.functions["main"].block.operations:
+        usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
+        if usage is None:  # constants have no device
+            continue
+        dev = type(usage.preferred_compute_device).__name__.replace("ML", "").replace("ComputeDevice", "")
+        devices[dev] += 1
+        if dev != "NeuralEngine":
+            off_ane.append(f"{op.operator_name}:{dev}")
+    return {"devices": dict(devices), "off_ane": off_ane[:100]}
+
+
+class CoreMLConverter(Converter):
+    format = "coreml"
+    targets = (
+        Target("coreml-fp16", "coreml", "fp16", "Core ML mlprogram, fp16 compute precision"),
+        Target("coreml-w8a8", "coreml", "w8a8", "Core ML mlprogram, int8 weights and activations (iOS17+)"),
+        Target("coreml-w8", "coreml", "w8", "Core ML mlprogram, int8 per-channel weights, fp16 activations"),
+    )
+    runtime_name = "Core ML"
+    default_scheme = "fp16"
+    extension = ".mlpackage"
+
+    def is_available(self) -> Availability:
+        return Availability.check_modules(["coremltools"], "coreml")
+
+    def runtime_available(self) -> Availability:
+        if sys.platform != "darwin":
+            return Availability(False, f"Core ML runs only on macOS (this host: {sys.platform}; coremltools "
+                                       "has no Linux runtime)", "validate on a Mac or with the iOS app")
+        return Availability.check_modules(["coremltools.libcoremlpython"], "coreml")
+
+    def add_cli_options(self, parser) -> None:
+        g = parser.add_argument_group("Core ML")
+        g.add_argument("--compute-units", choices=COMPUTE_UNITS, default="ALL",
+                       help="compute units recorded for loading/validation (default ALL)")
+        g.add_argument("--min-target", choices=MIN_TARGETS, default=DEFAULT_MIN_TARGET,
+                       help="minimum deployment target (default iOS17: needed by --int8, one floor for all)")
+        g.add_argument("--image-input", action="store_true",
+                       help="ImageType input with the spec's scaling, mean/std and RGB/BGR baked in")
+        g.add_argument("--strict-ane", action="store_true", help="exit 1 if the Neural Engine lint flags anything")
+        g.add_argument("--require-validation", action="store_true",
+                       help="exit 3 instead of writing an unvalidated model where Core ML cannot run")
+
+    def options_from_args(self, args) -> dict[str, Any]:
+        keys = ("compute_units", "min_target", "image_input", "strict_ane", "require_validation")
+        return {k: getattr(args, k) for k in keys if hasattr(args, k)}
+
+    def tool_versions(self) -> dict[str, str]:
+        import coremltools as ct
+
+        return {"coremltools": ct.__version__}
+
+    def convert(self, state: ExportState, out_path: Path) -> Path:
+        opts = _options(state)
+        self._require_runtime(opts)
+        mlmodel = self._to_mlmodel(state, opts)
+        from .ane_lint import lint_program
+
+        lint = lint_program(mlmodel._mil_program, expect_fp16=True)
+        state.reports["ane_lint"] = lint.to_dict()
+        _notice(lint.summary())
+        if opts["strict_ane"] and not lint.ok:
+            from mobexport.exporter.errors import ValidationError
+
+            for f in lint.findings[:20]:
+                _notice(f"  {f.rule}: {f.op_type} {f.op_name} {f.layer} ({f.detail})")
+            raise ValidationError(f"--strict-ane: {lint.ops_flagged} op(s) flagged by the Neural Engine lint",
+                                  report=lint.to_dict())
+        mlmodel.user_defined_metadata.update(_build_metadata(state, opts))
+        mlmodel.short_description = f"{state.model_name} ({state.target.id}) exported by mobexport"
+        out_path = Path(out_path).with_suffix(".mlpackage")
+        mlmodel.save(str(out_path))
+        state.reports["coreml"] = {"conversion_path": CONVERSION_PATH, **{k: opts[k] for k in (
+            "compute_units", "min_target", "image_input")}, "compute_precision": "FLOAT16"}
+        rt = self.runtime_available()
+        if not rt.ok:
+            _notice(f"notice: {state.target.id} is UNVALIDATED_NO_RUNTIME: {rt.reason}")
+        return out_path
+
+    def _require_runtime(self, opts: dict[str, Any]) -> None:
+        rt = self.runtime_available()
+        if opts["require_validation"] and not rt.ok:
+            from mobexport.exporter.errors import TargetUnavailableError
+
+            raise TargetUnavailableError(f"--require-validation: cannot validate Core ML here: {rt.reason}",
+                                         hint=rt.install_hint or None)
+
+    def _to_mlmodel(self, state: ExportState, opts: dict[str, Any]):
+        import coremltools as ct
+
+        module = state.model.eval()
+        if state.target.scheme == "w8a8":
+            module = quantize_w8a8(module, state.calibration, state.example_input)
+        if opts["image_input"]:
+            module = _Normalize.wrap(module, state.spec.mean, state.spec.std)
+            example = (state.example_input - state.example_input.min()) / (
+                state.example_input.max() - state.example_input.min())
+        else:
+            example = state.example_input
+        traced = _trace(module, example)
+        mlmodel = ct.convert(
+            traced, inputs=_ct_inputs(state, opts["image_input"]),
+            outputs=[ct.TensorType(name="logits", dtype=np.float32)], convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT16,
+            minimum_deployment_target=getattr(ct.target, opts["min_target"]),
+            compute_units=ct.ComputeUnit[opts["compute_units"]])
+        if state.target.scheme == "w8":
+            mlmodel = self._quantize_weights(mlmodel)
+        state.io = _io(state, opts["image_input"], int(traced(example).shape[-1]))
+        return mlmodel
+
+    @staticmethod
+    def _quantize_weights(mlmodel):
+        import coremltools.optimize.coreml as cto
+
+        cfg = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        return cto.linear_quantize_weights(mlmodel, cfg)
+
+    def load(self, artifact: Artifact) -> Runner:
+        return CoreMLRunner(Path(artifact.path))
+
+    def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
+        extras: dict[str, Any] = {"coreml": state.reports.get("coreml", {}),
+                                  "ane_lint": state.reports.get("ane_lint", {})}
+        if self.runtime_available().ok:
+            cu = extras["coreml"].get("compute_units", "ALL")
+            try:
+                extras["compute_plan"] = compute_plan_placement(artifact_path, cu)
+            except Exception as e:  # placement is informative; the fidelity check is the gate
+                extras["compute_plan"] = {"error": f"{type(e).__name__}: {e}"}
+        else:
+            extras["compute_plan"] = {"status": "UNVALIDATED_NO_RUNTIME",
+                                      "reason": self.runtime_available().reason}
+        return extras
+
+    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
+        import coremltools as ct
+
+        m = ct.models.MLModel(str(artifact_path), skip_model_load=True)
+        m.user_defined_metadata.update({k: str(v) for k, v in metadata.items()})
+        tmp = Path(artifact_path).with_name(Path(artifact_path).stem + ".meta-tmp.mlpackage")
+        m.save(str(tmp))
+        shutil.rmtree(artifact_path)
+        tmp.rename(artifact_path)
+
+    def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
+        return structure_problems(Path(artifact_path), state)
+
+
+def _op_types(prog) -> dict[str, int]:
+    from collections import Counter
+
+    from .ane_lint import _walk
+
+    return dict(Counter(op.op_type for op in _walk(prog.functions["main"])))
+
+
+def _precision_problems(prog, scheme: str, types: dict[str, int]) -> list[str]:
+    from .ane_lint import lint_program
+
+    if scheme == "fp16":
+        islands = [f for f in lint_program(prog).findings if f.rule == "fp32-island"]
+        return [f"{len(islands)} fp32 op(s) in the fp16 model, e.g. {islands[0].op_name}"] if islands else []
+    problems = []
+    if not any(types.get(q) for q in QUANT_OPS):
+        problems.append(f"{scheme}: no int8 weight ops ({' / '.join(QUANT_OPS)})")
+    if scheme == "w8a8" and not types.get("quantize"):
+        problems.append("w8a8: no activation quantize ops")
+    return problems
+
+
+def structure_problems(path: Path, state: ExportState) -> list[str]:
+    """Checks that need no Core ML runtime: loads as a spec, mlProgram, no batch_norm, no add for
+    multi-branch models (one allowed with --image-input: the baked normalisation), fp16 tensors or int8
+    weight ops, mobexport metadata present."""
+    import coremltools as ct
+
+    from .ane_lint import load_program
+
+    try:
+        m = ct.models.MLModel(str(path), skip_model_load=True)
+        spec = m.get_spec()
+        prog = load_program(path)
+    except Exception as e:  # any failure to read the package is the finding
+        return [f"cannot load {path.name} as a Core ML spec: {type(e).__name__}: {e}"]
+    if spec.WhichOneof("Type") != "mlProgram":
+        return [f"not an mlProgram (got {spec.WhichOneof('Type')})"]
+    types = _op_types(prog)
+    problems = [f"{types['batch_norm']} batch_norm op(s) left"] if types.get("batch_norm") else []
+    image = json.loads(m.user_defined_metadata.get(f"{META_PREFIX}image_input", "false"))
+    if state.spec is not None and state.spec.multi_branch and types.get("add", 0) > int(image):
+        problems.append(f"multi-branch model has {types['add']} add op(s) after re-parameterization")
+    problems += _precision_problems(prog, state.target.scheme, types)
+    if f"{META_PREFIX}model" not in m.user_defined_metadata:
+        problems.append("mobexport metadata missing from user_defined_metadata")
+    return problems

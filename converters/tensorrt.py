@@ -1,0 +1,333 @@
+"""TensorRT targets ``tensorrt-fp16`` (default, ``--fp16``) and ``tensorrt-w8a8`` (``--int8``).
+
+Both are built from the ``onnx-fp32`` artifact (declared in ``depends_on``; the pipeline hands it over in
+``state.dependencies``). The artifact of each target is the ONNX a TensorRT engine is built from, with the
+precision baked in so the engine can be built as a *strongly typed* network (no weak-typing builder flags):
+
+* fp16: every float32 initializer / Constant / Cast-to-float becomes float16; the graph I/O stays float32
+  through one Cast after the input and one before the output (``to_fp16``; onnxconverter-common is not used).
+* w8a8: explicit-quantization Q/DQ ONNX from ``onnxruntime.quantization.quantize_static`` (QDQ format,
+  per-channel symmetric int8 weights, symmetric int8 activations, MinMax over real calibration photos).
+
+That ONNX is validated on this host with onnxruntime (it runs Q/DQ graphs) through the shared validator.
+The engine itself is built and timed only where ``import tensorrt`` works and a CUDA GPU is present
+(``build_engine``/``time_engine``); elsewhere the manifest's ``tensorrt_engine`` entry says
+UNVALIDATED_NO_RUNTIME with the reason. No TensorRT wheel can be installed on the project's machines (the
+libs live on NVIDIA's own index; see shared/specs/export-stack.md §5).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target
+
+FP16_MAX = 65504.0
+VERBOSITY = ("layer_names_only", "detailed", "none")
+# (op type, input index) that ONNX requires to stay float32 whatever the compute type
+KEEP_FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
+
+
+def _fp16_tensor(t):
+    from onnx import numpy_helper
+
+    arr = numpy_helper.to_array(t)
+    return numpy_helper.from_array(np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16), t.name)
+
+
+def _kept_fp32(graph) -> set[str]:
+    return {n.input[i] for n in graph.node for (op, i) in KEEP_FP32_INPUTS
+            if n.op_type == op and len(n.input) > i}
+
+
+def _convert_nodes(graph) -> None:
+    from onnx import TensorProto
+
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "to" and node.op_type == "Cast" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+            elif attr.type == attr.TENSOR and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(_fp16_tensor(attr.t))
+            if attr.g.node:  # subgraphs (If/Loop) are not expected in these backbones; refuse loudly
+                raise ValueError(f"to_fp16: subgraph in node {node.name or node.op_type} is not supported")
+
+
+def _cast_io(graph) -> None:
+    """Keep float32 graph inputs/outputs: Cast(input)→fp16 after each input, Cast(→fp32) before each output."""
+    from onnx import TensorProto, helper
+
+    casts_in = []
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        new = f"{inp.name}_fp16"
+        for node in graph.node:
+            node.input[:] = [new if x == inp.name else x for x in node.input]
+        casts_in.append(helper.make_node("Cast", [inp.name], [new], to=TensorProto.FLOAT16,
+                                         name=f"{inp.name}_cast_to_fp16"))
+    for out in graph.output:
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        new = f"{out.name}_fp16"
+        for node in graph.node:
+            node.output[:] = [new if x == out.name else x for x in node.output]
+        graph.node.append(helper.make_node("Cast", [new], [out.name], to=TensorProto.FLOAT,
+                                           name=f"{out.name}_cast_to_fp32"))
+    for i, c in enumerate(casts_in):
+        graph.node.insert(i, c)
+
+
+def to_fp16(model):
+    """fp32 → fp16 ONNX with float32 I/O. Initializers are clipped to the fp16 range (±65504)."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # a copy
+    g = model.graph
+    keep = _kept_fp32(g)
+    for i, init in enumerate(g.initializer):
+        if init.data_type == TensorProto.FLOAT and init.name not in keep:
+            g.initializer[i].CopyFrom(_fp16_tensor(init))
+    _convert_nodes(g)
+    _cast_io(g)
+    del g.value_info[:]  # intermediate types are re-inferred from the fp16 initializers
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    return model
+
+
+class PhotoReader:
+    """onnxruntime CalibrationDataReader over preprocessed (1, C, H, W) float32 photos."""
+
+    def __init__(self, input_name: str, images: list[np.ndarray]):
+        self._it = iter([{input_name: np.ascontiguousarray(x, dtype=np.float32)} for x in images])
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_qdq(src: Path, dst: Path, images: list[np.ndarray]) -> None:
+    import onnx
+    from mobexport.exporter.errors import CalibrationError
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if not images:
+        raise CalibrationError("tensorrt-w8a8 needs calibration photos: pass --calibration DIR or run `make assets`")
+    name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+    quantize_static(str(src), str(dst), PhotoReader(name, images), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+
+
+def engine_available() -> Availability:
+    """TensorRT engine build needs ``import tensorrt`` and a CUDA GPU."""
+    try:
+        import tensorrt as trt
+    except Exception as e:  # ImportError or a missing native library
+        return Availability(False, f"TensorRT is not installed (import tensorrt: {type(e).__name__}: {e})",
+                            "pip install tensorrt-cu12 (from NVIDIA's index) on a CUDA machine")
+    try:
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+        if builder is None or getattr(builder, "num_DLA_cores", 0) < 0:
+            raise RuntimeError("trt.Builder could not be created")
+    except Exception as e:  # no GPU / driver
+        return Availability(False, f"no CUDA GPU usable by TensorRT {trt.__version__}: {e}")
+    return Availability(True)
+
+
+def build_engine(onnx_path: Path, engine_path: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """Strongly typed build (precision comes from the ONNX). Only runs where ``engine_available()``."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT ONNX parser: {errs}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts["workspace_mb"]) << 20)
+    config.profiling_verbosity = getattr(trt.ProfilingVerbosity, opts["profiling_verbosity"].upper())
+    cache_path = Path(opts["timing_cache"]) if opts.get("timing_cache") else None
+    blob = cache_path.read_bytes() if cache_path and cache_path.exists() else b""
+    config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT engine build failed (see the TensorRT log above)")
+    engine_path.write_bytes(bytes(serialized))
+    if cache_path:
+        cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return {"engine": engine_path.name, "tensorrt": trt.__version__, "size_bytes": engine_path.stat().st_size}
+
+
+def time_engine(engine_path: Path, input_shape: tuple[int, ...], runs: int = 200) -> dict[str, float]:
+    """Min/median GPU latency of the engine (CUDA events through torch's CUDA runtime)."""
+    import tensorrt as trt
+    import torch
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+    ctx = engine.create_execution_context()
+    bufs = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        shape = input_shape if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else ctx.get_tensor_shape(name)
+        bufs[name] = torch.empty(tuple(shape), dtype=torch.float32, device="cuda")
+        ctx.set_tensor_address(name, bufs[name].data_ptr())
+    stream = torch.cuda.Stream()
+    times = []
+    for i in range(runs + 20):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        ctx.execute_async_v3(stream.cuda_stream)
+        end.record(stream)
+        end.synchronize()
+        if i >= 20:
+            times.append(start.elapsed_time(end))
+    return {"min_ms": float(np.min(times)), "median_ms": float(np.median(times)), "runs": runs}
+
+
+def _options(state: ExportState) -> dict[str, Any]:
+    from mobexport.exporter.errors import UsageError
+
+    o = state.options
+    ws = o.get("workspace_mb", 1024)
+    verb = o.get("profiling_verbosity") or "layer_names_only"
+    if not isinstance(ws, int) or ws < 16:
+        raise UsageError(f"--workspace-mb must be an integer >= 16, got {ws!r}")
+    if verb not in VERBOSITY:
+        raise UsageError(f"--profiling-verbosity must be one of {', '.join(VERBOSITY)}, got {verb!r}")
+    return {"workspace_mb": ws, "profiling_verbosity": verb, "timing_cache": o.get("timing_cache")}
+
+
+class TensorRTConverter(Converter):
+    format = "tensorrt"
+    targets = (
+        Target("tensorrt-fp16", "tensorrt", "fp16", "fp16 ONNX for a strongly typed TensorRT engine",
+               depends_on=("onnx-fp32",)),
+        Target("tensorrt-w8a8", "tensorrt", "w8a8", "Q/DQ int8 ONNX (explicit quantization) for TensorRT",
+               depends_on=("onnx-fp32",)),
+    )
+    runtime_name = "onnxruntime (the engine's ONNX)"
+    default_scheme = "fp16"
+    extension = ".onnx"
+
+    def is_available(self) -> Availability:
+        return Availability.check_modules(["onnx", "onnxruntime"], "tensorrt")
+
+    def runtime_available(self) -> Availability:
+        """The artifact is the engine's ONNX; onnxruntime runs it (fp16 and Q/DQ). Engine: ``engine_available``."""
+        return Availability.check_modules(["onnxruntime"], "tensorrt")
+
+    def add_cli_options(self, parser) -> None:
+        g = parser.add_argument_group("TensorRT engine (only where TensorRT and a CUDA GPU exist)")
+        g.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace pool (MiB)")
+        g.add_argument("--timing-cache", default=None, help="timing cache file (read if present, then written)")
+        g.add_argument("--profiling-verbosity", choices=VERBOSITY, default="layer_names_only")
+
+    def options_from_args(self, args) -> dict[str, Any]:
+        return {k: getattr(args, k) for k in ("workspace_mb", "timing_cache", "profiling_verbosity")
+                if hasattr(args, k)}
+
+    def tool_versions(self) -> dict[str, str]:
+        import onnx
+        import onnxruntime
+
+        versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+        if engine_available().ok:
+            import tensorrt
+
+            versions["tensorrt"] = tensorrt.__version__
+        return versions
+
+    def convert(self, state: ExportState, out_path: Path) -> Path:
+        import onnx
+        from mobexport.exporter.errors import ConversionError
+
+        opts = _options(state)
+        dep = state.dependencies.get("onnx-fp32")
+        if dep is None or not Path(dep.path).is_file():
+            raise ConversionError("the onnx-fp32 artifact this target is built from is missing", step="convert")
+        out_path = Path(out_path)
+        if state.target.scheme == "fp16":
+            onnx.save(to_fp16(onnx.load(str(dep.path))), str(out_path))
+        else:
+            quantize_qdq(Path(dep.path), out_path, state.calibration)
+        state.io = {"inputs": [{"name": "input", "shape": list(state.example_input.shape), "dtype": "float32",
+                                "layout": "NCHW"}], "outputs": [{"name": "logits", "dtype": "float32"}]}
+        state.reports["tensorrt_engine"] = self._engine(out_path, state, opts)
+        return out_path
+
+    def _engine(self, onnx_path: Path, state: ExportState, opts: dict[str, Any]) -> dict[str, Any]:
+        avail = engine_available()
+        if not avail.ok:
+            print(f"notice: {state.target.id}: engine not built, UNVALIDATED_NO_RUNTIME: {avail.reason}",
+                  file=sys.stderr)
+            return {"status": "UNVALIDATED_NO_RUNTIME", "reason": avail.reason, "install_hint": avail.install_hint}
+        engine_path = onnx_path.with_suffix(".engine")
+        info = build_engine(onnx_path, engine_path, opts)
+        info["latency"] = time_engine(engine_path, tuple(state.example_input.shape))
+        return {"status": "BUILT_UNVALIDATED", **info, "options": opts}
+
+    def load(self, artifact: Artifact) -> Runner:
+        from .onnx import OnnxRunner
+
+        return OnnxRunner(Path(artifact.path))
+
+    def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
+        return {"tensorrt_engine": state.reports.get("tensorrt_engine", {}),
+                "onnx_for_engine": {"precision": state.target.scheme, "nodes": dict(node_counts(artifact_path)),
+                                    "validated_with": "onnxruntime (CPU)"}}
+
+    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
+        import onnx
+
+        m = onnx.load(str(artifact_path))
+        existing = {p.key: p for p in m.metadata_props}
+        for k, v in metadata.items():
+            p = existing.get(k) or m.metadata_props.add()
+            p.key, p.value = k, str(v)
+        onnx.save(m, str(artifact_path))
+
+    def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
+        import onnx
+
+        m = onnx.load(str(artifact_path))
+        types = node_counts(artifact_path, m)
+        problems = [f"{types['BatchNormalization']} BatchNormalization node(s)"] if types["BatchNormalization"] else []
+        problems += [f"graph I/O {v.name} is not float32" for v in [*m.graph.input, *m.graph.output]
+                     if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT]
+        if state.target.scheme == "fp16":
+            keep = _kept_fp32(m.graph)
+            fp32 = [i.name for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.name not in keep]
+            problems += [f"{len(fp32)} float32 initializer(s) left, e.g. {fp32[0]}"] if fp32 else []
+        else:
+            problems += _qdq_problems(m, types)
+        return problems
+
+
+def _qdq_problems(m, types: Counter) -> list[str]:
+    from onnx import TensorProto, numpy_helper
+
+    if not types["QuantizeLinear"] or not types["DequantizeLinear"]:
+        return ["no QuantizeLinear/DequantizeLinear nodes: not a Q/DQ model"]
+    zps = {n.input[2] for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2}
+    inits = {i.name: i for i in m.graph.initializer}
+    bad = [z for z in zps if z in inits and (inits[z].data_type not in (TensorProto.INT8, TensorProto.INT32)
+                                             or np.any(numpy_helper.to_array(inits[z]) != 0))]
+    return [f"{len(bad)} zero point(s) not symmetric int8, e.g. {bad[0]}"] if bad else []
+
+
+def node_counts(path: Path, model=None) -> Counter:
+    import onnx
+
+    m = model if model is not None else onnx.load(str(path))
+    return Counter(n.op_type for n in m.graph.node)
