@@ -182,3 +182,32 @@ class Converter(ABC):
 
     def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:  # noqa: B027
         """Write the manifest's metadata into the artifact where the format allows."""
+
+
+# ---------------------------------------------------------------- backend failure → layer
+
+def locate_op(model: Any, example_input: Any, op: str) -> str:
+    """Qualified name of the first module whose forward issues aten op ``op`` (e.g. "gelu"); "?" if none."""
+    from mobexport.exporter.profile import profile_ops
+
+    try:
+        for r in profile_ops(model, example_input):
+            if r.op == op:
+                return r.layer or "<model>"
+    except Exception:  # locating is best effort; the original error is what matters
+        pass
+    return "?"
+
+
+def unsupported_op_from(exc: BaseException, state: ExportState, backend: str):
+    """An ``UnsupportedOpError`` naming the aten op and layer when a backend error message names an aten op
+    (``aten.gelu.default``, ``aten::gelu``); None otherwise. Converters raise it ``from exc``."""
+    import re
+
+    from mobexport.exporter.errors import UnsupportedOpError
+
+    m = re.search(r"aten(?:\.|::)(\w+)", str(exc))
+    if not m or state.model is None:
+        return None
+    return UnsupportedOpError(f"aten.{m.group(1)}", locate_op(state.model, state.example_input, m.group(1)),
+                              backend=backend)

@@ -1,0 +1,183 @@
+"""ONNX converter (target ``onnx-fp32``): torch.onnx dynamo exporter at opset 18 into one self-contained file
+(``external_data=False``), fixed input shape unless ``--dynamic-batch``, simplified (onnxslim by default;
+``scripts/bench_export.py`` measures onnxslim vs onnxsim), ONNX checker, structural checks (no
+BatchNormalization; no Add in multi-branch deploy graphs). Runner: onnxruntime CPU session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
+
+OPSET = 18
+SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
+DEFAULT_SIMPLIFIER = "onnxslim"
+MAX_DYNAMIC_BATCH = 64
+
+
+class OnnxRunner(Runner):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = num_threads
+        so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.runtime_version = ort.__version__
+        self.input_name = self.session.get_inputs()[0].name
+        self._x: np.ndarray | None = None
+        self._y: list[np.ndarray] = []
+
+    def native_input(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def set_input(self, x: np.ndarray) -> None:
+        self._x = x
+
+    def invoke(self) -> None:
+        self._y = self.session.run(None, {self.input_name: self._x})
+
+    def get_output(self) -> np.ndarray:
+        return self._y[0]
+
+
+def node_counts(model) -> Counter:
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def simplify(model, simplifier: str):
+    """Simplify an in-memory ModelProto with ``onnxslim`` or ``onnxsim`` (or return it unchanged)."""
+    if simplifier == "onnxslim":
+        import onnxslim
+
+        return onnxslim.slim(model)
+    if simplifier == "onnxsim":
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model)
+        return simplified if ok else model
+    return model
+
+
+class OnnxConverter(Converter):
+    format = "onnx"
+    targets = (Target("onnx-fp32", "onnx", "fp32", "ONNX opset 18, float32, simplified; runs on onnxruntime"),)
+    runtime_name = "onnxruntime"
+    extension = ".onnx"
+
+    def is_available(self) -> Availability:
+        return Availability.check_modules(["onnx", "onnxscript", "onnxruntime"], "onnx")
+
+    def add_cli_options(self, parser) -> None:
+        parser.add_argument("--dynamic-batch", action="store_true",
+                            help=f"dynamic batch axis (1..{MAX_DYNAMIC_BATCH}); fixed shape by default")
+        parser.add_argument("--simplifier", choices=SIMPLIFIERS, default=DEFAULT_SIMPLIFIER,
+                            help=f"graph simplifier (default {DEFAULT_SIMPLIFIER})")
+
+    def options_from_args(self, args) -> dict[str, Any]:
+        return {"dynamic_batch": bool(getattr(args, "dynamic_batch", False)),
+                "simplifier": getattr(args, "simplifier", DEFAULT_SIMPLIFIER)}
+
+    def tool_versions(self) -> dict[str, str]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for pkg in ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim"):
+            try:
+                out[pkg] = version(pkg)
+            except PackageNotFoundError:
+                pass
+        return out
+
+    def convert(self, state: ExportState, out_path: Path) -> Path:
+        import onnx
+
+        simplifier = state.options.get("simplifier", DEFAULT_SIMPLIFIER)
+        if simplifier not in SIMPLIFIERS:
+            from mobexport.exporter.errors import UsageError
+
+            raise UsageError(f"unknown simplifier '{simplifier}'; choose from {', '.join(SIMPLIFIERS)}")
+        t0 = time.perf_counter()
+        self._export(state, out_path)
+        t1 = time.perf_counter()
+        model = onnx.load(str(out_path))
+        before = sum(node_counts(model).values())
+        model = simplify(model, simplifier)
+        onnx.save(model, str(out_path))
+        onnx.checker.check_model(str(out_path), full_check=True)
+        counts = node_counts(model)
+        state.reports["onnx"] = {"opset": OPSET, "exporter": "torch.onnx dynamo", "simplifier": simplifier,
+                                 "nodes_exported": before, "nodes": sum(counts.values()),
+                                 "op_types": dict(sorted(counts.items())),
+                                 "dynamic_batch": bool(state.options.get("dynamic_batch")),
+                                 "export_s": round(t1 - t0, 3), "simplify_s": round(time.perf_counter() - t1, 3)}
+        state.io = self._io(state, model)
+        return out_path
+
+    def _export(self, state: ExportState, out_path: Path) -> None:
+        import torch
+
+        kw: dict[str, Any] = {}
+        if state.options.get("dynamic_batch"):
+            kw["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},)
+        try:
+            torch.onnx.export(state.model, (state.example_input,), str(out_path), dynamo=True,
+                              opset_version=OPSET, external_data=False, input_names=["input"],
+                              output_names=["logits"], verbose=False, **kw)
+        except Exception as e:  # torch.onnx raises its own exception types; map to the layer if we can
+            err = unsupported_op_from(e, state, "torch.onnx (opset 18)")
+            if err is not None:
+                raise err from e
+            raise
+
+    @staticmethod
+    def _io(state: ExportState, model) -> dict[str, Any]:
+        def dims(v):
+            return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+
+        return {"inputs": [{"name": i.name, "shape": dims(i), "dtype": "float32", "layout": "NCHW"}
+                           for i in model.graph.input],
+                "outputs": [{"name": o.name, "shape": dims(o), "dtype": "float32"} for o in model.graph.output]}
+
+    def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
+        import onnx
+
+        model = onnx.load(str(artifact_path))
+        counts = node_counts(model)
+        problems = []
+        if counts.get("BatchNormalization"):
+            problems.append(f"{counts['BatchNormalization']} BatchNormalization node(s) left (BN not folded)")
+        if state.spec.multi_branch and counts.get("Add"):
+            problems.append(f"{counts['Add']} Add node(s) in a multi-branch deploy graph (branches not merged)")
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            problems.append("initializers stored as external data (artifact is not self-contained)")
+        return problems
+
+    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
+        import onnx
+
+        model = onnx.load(str(artifact_path))
+        props = {p.key: p.value for p in model.metadata_props}
+        props.update(metadata)
+        del model.metadata_props[:]
+        for k, v in props.items():
+            model.metadata_props.add(key=k, value=v)
+        model.producer_name = "mobexport"
+        onnx.save(model, str(artifact_path))
+
+    def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
+        return {"onnx": state.reports.get("onnx", {})}
+
+    def load(self, artifact: Artifact) -> Runner:
+        return OnnxRunner(Path(artifact.path))
+
+
+CONVERTER = OnnxConverter()

@@ -1,0 +1,297 @@
+"""LiteRT / TFLite converter: ``tflite-fp32``, ``tflite-fp16`` (fp16 weights) and ``tflite-w8a8`` (full
+integer: int8 per-channel weights, int8 activations, int8 input and output, no float op).
+
+fp32/fp16 go through ``litert_torch.convert`` (fp16 with ``full_fp16_recipe``). w8a8 uses ai-edge-quantizer
+``static_wi8_ai8`` on the fp32 .tflite, calibrated on real photos (recipe ``aeq``, the default); the litert
+PT2E path (recipe ``pt2e``) is kept for comparison: it leaves float islands (SE, hard-swish, LayerNorm,
+softmax) in anything but plain conv nets — see the manifest's ``quantization`` entry and the README.
+``--nhwc`` gives NHWC I/O through ``litert_torch.to_channel_last_io``. Runner: ai_edge_litert Interpreter
+(XNNPACK), int8 I/O (de)quantized with the tensor's scale / zero point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
+
+INT8_RECIPES = ("aeq", "pt2e")
+METADATA_NAME = "mobexport"
+# Coral Edge TPU compiler's documented supported operations (coral.ai/docs/edgetpu/models-intro), as TFLite
+# builtin names. Not verifiable here (the compiler is not installable on Linux x86 without Coral's apt repo).
+EDGETPU_OPS = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
+    "L2_NORMALIZATION", "LOGISTIC", "LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL", "PACK", "PAD",
+    "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE",
+    "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT",
+    "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+})
+_INT_OK = (np.int8, np.int32)  # int32: biases and shape tensors
+
+
+def _quiet() -> None:
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class TFLiteRunner(Runner):
+    runtime = "ai-edge-litert"
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        from importlib.metadata import version
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.runtime_version = version("ai-edge-litert")
+        self.compute_unit = "cpu (XNNPACK)"
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+        self.nhwc = self.inp["shape"][-1] in (1, 3) and self.inp["shape"][1] not in (1, 3)
+
+    def native_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if self.nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        dtype = self.inp["dtype"]
+        if dtype != np.float32:
+            scale, zp = self.inp["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max)
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def set_input(self, x: np.ndarray) -> None:
+        self.interpreter.set_tensor(self.inp["index"], x)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def get_output(self) -> np.ndarray:
+        return self.interpreter.get_tensor(self.out["index"])
+
+    def float_output(self, y: np.ndarray) -> np.ndarray:
+        if self.out["dtype"] != np.float32:
+            scale, zp = self.out["quantization"]
+            return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+        return np.asarray(y, dtype=np.float32)
+
+
+def inspect_ops(path: Path) -> dict[str, Any]:
+    """Op types, I/O dtypes, ops writing non-int8 tensors and the Edge TPU CPU-fallback estimate."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    counts = Counter(op["op_name"] for op in ops)
+    float_ops = Counter(op["op_name"] for op in ops
+                        if any(i in tensors and tensors[i]["dtype"] not in _INT_OK for i in op["outputs"]))
+    unsupported = [op for op in ops if op["op_name"] not in EDGETPU_OPS]
+    first_bad = next((k for k, op in enumerate(ops) if op["op_name"] not in EDGETPU_OPS
+                      or op["op_name"] in float_ops), None)
+    fallback = Counter(op["op_name"] for op in ops[first_bad:]) if first_bad is not None else Counter()
+    return {"op_types": dict(sorted(counts.items())), "ops": len(ops),
+            "input_dtype": np.dtype(it.get_input_details()[0]["dtype"]).name,
+            "output_dtype": np.dtype(it.get_output_details()[0]["dtype"]).name,
+            "float_ops": dict(sorted(float_ops.items())),
+            "edgetpu_unsupported_ops": sorted({op["op_name"] for op in unsupported}),
+            "edgetpu_cpu_fallback": dict(sorted(fallback.items()))}
+
+
+def _convert_litert(state: ExportState, quant_config=None):
+    _quiet()
+    import litert_torch
+    import torch
+
+    litert_torch.config.show_progress = False
+    model, x = state.model, state.example_input
+    if state.options.get("nhwc"):
+        model = litert_torch.to_channel_last_io(model, args=[0]).eval()
+        x = x.permute(0, 2, 3, 1).contiguous()
+    with torch.no_grad():
+        try:
+            return litert_torch.convert(model, (x,), quant_config=quant_config)
+        except Exception as e:  # the lowering names the aten op it could not express
+            err = unsupported_op_from(e, state, "litert-torch")
+            if err is not None:
+                raise err from e
+            raise
+
+
+def _calib_arrays(state: ExportState) -> list[np.ndarray]:
+    if state.options.get("nhwc"):
+        return [np.ascontiguousarray(c.transpose(0, 2, 3, 1)) for c in state.calibration]
+    return [np.ascontiguousarray(c) for c in state.calibration]
+
+
+def _quantize_aeq(float_path: Path, out_path: Path, state: ExportState) -> dict[str, Any]:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    sigs = Interpreter(model_path=str(float_path)).get_signature_list()
+    sig = next(iter(sigs))
+    arg = sigs[sig]["inputs"][0]
+    qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
+    with contextlib.redirect_stdout(sys.stderr):  # it prints a summary; keep stdout clean for --json
+        result = qt.calibrate({sig: [{arg: c} for c in _calib_arrays(state)]})
+        qt.quantize(result).export_model(str(out_path), overwrite=True)
+    return {"recipe": "ai-edge-quantizer static_wi8_ai8",
+            "detail": "int8 per-channel weights, int8 per-tensor activations (min/max calibration), int8 I/O, "
+                      "applied to the fp32 .tflite"}
+
+
+def _quantize_pt2e(state: ExportState, out_path: Path) -> dict[str, Any]:
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if state.options.get("nhwc"):
+        from mobexport.exporter.errors import UsageError
+
+        raise UsageError("--nhwc is not supported with --int8-recipe pt2e; use the default recipe (aeq)")
+    q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    gm = prepare_pt2e(torch.export.export(state.model, (state.example_input,)).module(), q)
+    with torch.no_grad():
+        for c in state.calibration:
+            gm(torch.from_numpy(c))
+    gm = convert_pt2e(gm, fold_quantize=False)
+    state_q = ExportState(state.model_name, state.target, state.spec, model=gm,
+                          example_input=state.example_input, options={})
+    _convert_litert(state_q, QuantConfig(pt2e_quantizer=q)).export(str(out_path))
+    return {"recipe": "litert-torch PT2E (symmetric, per-channel)",
+            "detail": "torchao prepare_pt2e/convert_pt2e calibrated in torch; float islands possible"}
+
+
+class TFLiteConverter(Converter):
+    format = "tflite"
+    targets = (
+        Target("tflite-fp32", "tflite", "fp32", "LiteRT float32"),
+        Target("tflite-fp16", "tflite", "fp16", "LiteRT with float16 weights"),
+        Target("tflite-w8a8", "tflite", "w8a8", "LiteRT full integer: int8 weights/activations/I-O"),
+    )
+    runtime_name = "ai-edge-litert"
+    extension = ".tflite"
+
+    def is_available(self) -> Availability:
+        return Availability.check_modules(["litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer"],
+                                          "tflite")
+
+    def add_cli_options(self, parser) -> None:
+        parser.add_argument("--nhwc", action="store_true", help="NHWC (channels-last) input/output")
+        parser.add_argument("--int8-recipe", choices=INT8_RECIPES, default="aeq",
+                            help="full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 "
+                                 "(default, fully int8 for every family), pt2e = litert PT2E (conv nets only)")
+
+    def options_from_args(self, args) -> dict[str, Any]:
+        return {"nhwc": bool(getattr(args, "nhwc", False)), "int8_recipe": getattr(args, "int8_recipe", "aeq")}
+
+    def tool_versions(self) -> dict[str, str]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for pkg in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao"):
+            try:
+                out[pkg] = version(pkg)
+            except PackageNotFoundError:
+                pass
+        return out
+
+    def convert(self, state: ExportState, out_path: Path) -> Path:
+        scheme = state.target.scheme
+        if scheme == "fp32":
+            _convert_litert(state).export(str(out_path))
+        elif scheme == "fp16":
+            from litert_torch.generative.quantize import quant_recipes
+
+            _convert_litert(state, quant_recipes.full_fp16_recipe()).export(str(out_path))
+            state.reports["quantization"] = {"recipe": "litert-torch full_fp16_recipe (fp16 weights)"}
+        else:
+            state.reports["quantization"] = self._convert_int8(state, out_path)
+        state.reports["tflite"] = inspect_ops(out_path)
+        state.io = self._io(out_path, state)
+        return out_path
+
+    def _convert_int8(self, state: ExportState, out_path: Path) -> dict[str, Any]:
+        recipe = state.options.get("int8_recipe", "aeq")
+        if recipe not in INT8_RECIPES:
+            from mobexport.exporter.errors import UsageError
+
+            raise UsageError(f"unknown int8 recipe '{recipe}'; choose from {', '.join(INT8_RECIPES)}")
+        if recipe == "pt2e":
+            info = _quantize_pt2e(state, out_path)
+        else:
+            float_path = out_path.with_name(out_path.stem + ".float.tflite")
+            _convert_litert(state).export(str(float_path))
+            try:
+                info = _quantize_aeq(float_path, out_path, state)
+            finally:
+                float_path.unlink(missing_ok=True)
+        return {**info, "calibration_images": len(state.calibration)}
+
+    @staticmethod
+    def _io(path: Path, state: ExportState) -> dict[str, Any]:
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(model_path=str(path))
+        layout = "NHWC" if state.options.get("nhwc") else "NCHW"
+
+        def desc(d, extra):
+            out = {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                   **extra}
+            if d["dtype"] != np.float32:
+                out["quantization"] = {"scale": float(d["quantization"][0]), "zero_point": int(d["quantization"][1])}
+            return out
+
+        return {"inputs": [desc(d, {"layout": layout}) for d in it.get_input_details()],
+                "outputs": [desc(d, {}) for d in it.get_output_details()]}
+
+    def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
+        info = state.reports.get("tflite") or inspect_ops(artifact_path)
+        if state.target.scheme != "w8a8":
+            return []
+        problems = []
+        if info["input_dtype"] != "int8" or info["output_dtype"] != "int8":
+            problems.append(f"I/O is {info['input_dtype']}/{info['output_dtype']}, not int8/int8")
+        if info["float_ops"]:
+            problems.append(f"float ops left in a full-integer model: {info['float_ops']}")
+        return problems
+
+    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
+        from ai_edge_litert import schema_py_generated as schema
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.read_model(str(artifact_path))
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
+        model.buffers.append(buf)
+        md = schema.MetadataT()
+        md.name, md.buffer = METADATA_NAME, len(model.buffers) - 1
+        model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [md]
+        flatbuffer_utils.write_model(model, str(artifact_path))
+
+    def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
+        info = dict(state.reports.get("tflite", {}))
+        extras: dict[str, Any] = {"tflite": info}
+        if "quantization" in state.reports:
+            extras["quantization"] = state.reports["quantization"]
+        if state.target.scheme == "w8a8":
+            extras["edgetpu_cpu_fallback"] = sorted(info.get("edgetpu_cpu_fallback", {}))
+            extras["edgetpu_note"] = ("estimate from the documented Edge TPU op list and tensor dtypes; the Edge "
+                                      "TPU compiler is not available here, so the mapping is unverified")
+        return extras
+
+    def load(self, artifact: Artifact) -> Runner:
+        return TFLiteRunner(Path(artifact.path))
+
+
+CONVERTER = TFLiteConverter()
