@@ -1,0 +1,98 @@
+"""Image → network input exactly as a model's ``Preprocessing`` says (the torchvision/timm eval recipe).
+
+resize the shorter side to ``resize`` (aspect kept, PIL resampling with antialiasing, as torchvision's
+``Resize`` on PIL images) → centre crop ``crop``×``crop`` → [0, 1] → channel order (RGB or BGR) →
+``(x - mean) / std`` → NCHW float32. Grey, grey+alpha, palette, RGBA, CMYK and 16-bit images are converted
+to 8-bit RGB first (alpha is dropped, like ``Image.convert("RGB")``). Pillow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .specs import ModelSpec, Preprocessing
+
+_RESAMPLE = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS",
+             "box": "BOX", "hamming": "HAMMING"}
+
+
+def _pre(spec: ModelSpec | Preprocessing) -> Preprocessing:
+    return spec.preprocessing if isinstance(spec, ModelSpec) else spec
+
+
+def _to_rgb(img: Any):
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale the range to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        img = Image.fromarray(np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def open_image(image: str | os.PathLike | Any):
+    """A PIL RGB image from a path, a PIL image, or an HWC/HW uint8 numpy array."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, Image.Image):
+        return _to_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise UsageError(f"numpy images must be uint8 HxW or HxWxC, got {image.dtype} {image.shape}")
+        return _to_rgb(Image.fromarray(image))
+    try:
+        with Image.open(image) as im:
+            im.load()
+            return _to_rgb(im)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise UsageError(f"cannot read image {image}: {e}") from None
+
+
+def resize_crop(img: Any, pre: Preprocessing):
+    """Shorter side → ``pre.resize`` (torchvision rounding), then centre crop ``pre.crop``."""
+    from PIL import Image
+
+    if pre.interpolation not in _RESAMPLE:
+        raise UsageError(f"unknown interpolation '{pre.interpolation}' (known: {', '.join(_RESAMPLE)})")
+    resample = getattr(Image.Resampling, _RESAMPLE[pre.interpolation])
+    w, h = img.size
+    if w <= h:
+        size = (pre.resize, int(pre.resize * h / w))
+    else:
+        size = (int(pre.resize * w / h), pre.resize)
+    if size != (w, h):
+        img = img.resize(size, resample)
+    w, h = img.size
+    c = pre.crop
+    if c > w or c > h:
+        raise UsageError(f"crop {c} is larger than the resized image {w}x{h}")
+    top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+    return img.crop((left, top, left + c, top + c))
+
+
+def preprocess(image: str | os.PathLike | Any, spec: ModelSpec | Preprocessing) -> np.ndarray:
+    """One image → float32 array of shape (1, 3, crop, crop), ready for the model."""
+    pre = _pre(spec)
+    if pre.color not in ("RGB", "BGR"):
+        raise UsageError(f"unknown channel order '{pre.color}' (RGB or BGR)")
+    img = resize_crop(open_image(image), pre)
+    x = np.asarray(img, dtype=np.float32) / 255.0  # HWC, RGB
+    if pre.color == "BGR":
+        x = x[:, :, ::-1]
+    x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def load_images(paths: Iterable[str | os.PathLike | Any], spec: ModelSpec | Preprocessing) -> np.ndarray:
+    """Several images → float32 array (N, 3, crop, crop)."""
+    arrays = [preprocess(p, spec) for p in paths]
+    if not arrays:
+        raise UsageError("load_images: no images given")
+    return np.concatenate(arrays, axis=0)
