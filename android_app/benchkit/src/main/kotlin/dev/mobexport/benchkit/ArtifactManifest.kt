@@ -1,0 +1,149 @@
+package dev.mobexport.benchkit
+
+import kotlinx.serialization.json.Json
+import kotlinx.serialization.json.JsonArray
+import kotlinx.serialization.json.JsonElement
+import kotlinx.serialization.json.JsonNull
+import kotlinx.serialization.json.JsonObject
+import kotlinx.serialization.json.JsonPrimitive
+import kotlinx.serialization.json.doubleOrNull
+import kotlinx.serialization.json.intOrNull
+import java.time.Instant
+import java.time.temporal.ChronoUnit
+
+/** The model input as the host describes it; layout is inferred from the shape when absent. */
+data class InputDescription(
+    val name: String,
+    val shape: List<Int>,
+    val dtype: String,
+    val layout: String? = null,
+)
+
+/** How pixels become the input tensor (mirrors exporter.specs.Preprocessing on the host). */
+data class PreprocessingDescription(
+    val resize: Int? = null,
+    val crop: Int? = null,
+    val mean: List<Double>,
+    val std: List<Double>,
+    val color: String = "RGB",
+)
+
+/**
+ * One entry of GET /api/v1/artifacts (and the body of .../manifest). Parsing is tolerant about where the
+ * input is described: an `input` object, the first of an `inputs` array, or flat `input_*` keys.
+ */
+data class ArtifactManifest(
+    val model: String,
+    val target: String,
+    val sha256: String,
+    val input: InputDescription,
+    val preprocessing: PreprocessingDescription? = null,
+    val status: String? = null,
+    val weights: String? = null,
+    val gitCommit: String? = null,
+    val file: String? = null,
+) {
+    val id: String
+        get() = "$model/$target"
+
+    /** "tflite" for tflite-w8a8, "coreml" for coreml-fp16 ... */
+    val format: String
+        get() = target.substringBefore('-')
+
+    fun validate(): ArtifactManifest {
+        if (model.isEmpty() || target.isEmpty()) {
+            throw BenchmarkException("The artifact manifest needs a model and a target.")
+        }
+        if (input.shape.isEmpty() || input.shape.any { it < 1 }) {
+            throw BenchmarkException("Input shape ${input.shape} of $id is not a fixed positive shape.")
+        }
+        if (!SHA256.matches(sha256)) {
+            throw BenchmarkException("sha256 of $id is not 64 lower-case hex digits.")
+        }
+        return this
+    }
+
+    companion object {
+        private val SHA256 = Regex("^[0-9a-f]{64}$")
+        private val lenient = Json {
+            ignoreUnknownKeys = true
+        }
+
+        fun parse(text: String): ArtifactManifest = fromJson(lenient.parseToJsonElement(text).asObject("manifest"))
+
+        /** GET /api/v1/artifacts answers a bare array or {"artifacts": [...]}. */
+        fun parseList(text: String): List<ArtifactManifest> {
+            val root = lenient.parseToJsonElement(text)
+            val items = when (root) {
+                is JsonArray -> root
+                is JsonObject -> root["artifacts"] as? JsonArray
+                else -> null
+            } ?: throw BenchmarkException("The artifact list is not a list of manifests.")
+            return items.map { fromJson(it.asObject("artifact")) }
+        }
+
+        fun fromJson(obj: JsonObject): ArtifactManifest = ArtifactManifest(
+            model = obj.string("model") ?: "",
+            target = obj.string("target") ?: "",
+            sha256 = obj.string("sha256") ?: obj.string("artifact_sha256") ?: "",
+            input = inputOf(obj),
+            preprocessing = (obj["preprocessing"] as? JsonObject)?.let { preprocessingOf(it) },
+            status = obj.string("status"),
+            weights = obj.string("weights"),
+            gitCommit = obj.string("git_commit"),
+            file = obj.string("file"),
+        ).validate()
+
+        private fun inputOf(obj: JsonObject): InputDescription {
+            val nested = (obj["input"] as? JsonObject) ?: ((obj["inputs"] as? JsonArray)?.firstOrNull() as? JsonObject)
+            if (nested != null) {
+                return InputDescription(
+                    name = nested.string("name") ?: "input",
+                    shape = nested.intList("shape") ?: emptyList(),
+                    dtype = nested.string("dtype") ?: "float32",
+                    layout = nested.string("layout"),
+                )
+            }
+            val shape = obj.intList("input_shape")
+                ?: throw BenchmarkException("The manifest has no input description (input / inputs / input_shape).")
+            return InputDescription(
+                name = obj.string("input_name") ?: "input",
+                shape = shape,
+                dtype = obj.string("input_dtype") ?: "float32",
+                layout = obj.string("input_layout"),
+            )
+        }
+
+        private fun preprocessingOf(obj: JsonObject) = PreprocessingDescription(
+            resize = (obj["resize"] as? JsonPrimitive)?.intOrNull,
+            crop = (obj["crop"] as? JsonPrimitive)?.intOrNull,
+            mean = obj.doubleList("mean") ?: listOf(0.0, 0.0, 0.0),
+            std = obj.doubleList("std") ?: listOf(1.0, 1.0, 1.0),
+            color = obj.string("color") ?: "RGB",
+        )
+    }
+}
+
+/** RFC 3339 UTC timestamp for the result, e.g. 2025-01-31T12:00:00Z. */
+fun utcTimestamp(now: Instant = Instant.now()): String = now.truncatedTo(ChronoUnit.SECONDS).toString()
+
+private fun JsonElement.asObject(what: String): JsonObject =
+    this as? JsonObject ?: throw BenchmarkException("The $what is not a JSON object.")
+
+private fun JsonObject.string(key: String): String? {
+    val value = this[key]
+    if (value == null || value is JsonNull) {
+        return null
+    }
+    return (value as? JsonPrimitive)?.takeIf { it.isString }?.content
+}
+
+private fun JsonObject.intList(key: String): List<Int>? =
+    (this[key] as? JsonArray)?.map {
+        (it as? JsonPrimitive)?.intOrNull ?: throw BenchmarkException("$key must hold integers, got $it")
+    }
+
+private fun JsonObject.doubleList(key: String): List<Double>? =
+    (this[key] as? JsonArray)?.map {
+        (it as? JsonPrimitive)?.doubleOrNull ?: throw BenchmarkException("$key must hold numbers, got $it")
+    }

@@ -1,0 +1,7 @@
+package dev.mobexport.benchkit
+
+/** Every failure benchkit reports, with a message a user can act on. */
+class BenchmarkException(message: String, cause: Throwable? = null) : Exception(message, cause)
+
+/** Thrown by the protocol loop when the user cancels. */
+class BenchmarkCancelledException : Exception("The benchmark was cancelled.")
