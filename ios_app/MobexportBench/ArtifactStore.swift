@@ -24,7 +24,12 @@ actor ArtifactStore {
         try fileManager.createDirectory(at: directory, withIntermediateDirectories: true)
         let download = try await client.download(model: manifest.model, target: manifest.target)
         let source = try unpack(download.file, isZip: download.isZip, manifest: manifest, into: directory)
-        let built = source.pathExtension == "mlmodelc" ? source : try await MLModel.compileModel(at: source)
+        let built: URL
+        if source.pathExtension == "mlmodelc" {
+            built = source
+        } else {
+            built = try await MLModel.compileModel(at: source)
+        }
         try? fileManager.removeItem(at: compiled)
         try fileManager.moveItem(at: built, to: compiled)
         return compiled

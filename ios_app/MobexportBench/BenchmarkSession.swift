@@ -151,7 +151,10 @@ struct MeasureJob: @unchecked Sendable {
     func measure(progress: (BenchmarkProgress) -> Void) throws -> BenchmarkResult {
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let plan = try InputTensorPlan(manifest: manifest)
-        let values = plan.layout == .image ? [] : try plan.normalizedValues(preprocessing: manifest.preprocessing)
+        var values: [Float] = []
+        if plan.layout != .image {
+            values = try plan.normalizedValues(preprocessing: manifest.preprocessing)
+        }
         let predictor = try CoreMLPredictor(
             compiledModelURL: compiledModel,
             computeUnits: unit.mlComputeUnits,

@@ -62,8 +62,10 @@ public final class APIClient {
     public func download(model: String, target: String) async throws -> (file: URL, isZip: Bool) {
         let req = request(path: ["api", "v1", "artifacts", model, target, "download"])
         let (file, response) = try await session.download(for: req)
-        let succeeded = (response as? HTTPURLResponse).map { (200..<300).contains($0.statusCode) } ?? false
-        let errorBody = succeeded ? Data() : ((try? Data(contentsOf: file)) ?? Data())
+        var errorBody = Data()
+        if let status = (response as? HTTPURLResponse)?.statusCode, !(200..<300).contains(status) {
+            errorBody = (try? Data(contentsOf: file)) ?? Data()
+        }
         let http = try check(response, body: errorBody)
         let type = (http.value(forHTTPHeaderField: "Content-Type") ?? "").lowercased()
         let disposition = (http.value(forHTTPHeaderField: "Content-Disposition") ?? "").lowercased()

@@ -1,5 +1,6 @@
 package dev.mobexport.benchkit
 
+import kotlinx.serialization.ExperimentalSerializationApi
 import kotlinx.serialization.SerialName
 import kotlinx.serialization.Serializable
 import kotlinx.serialization.json.Json
@@ -91,6 +92,7 @@ data class BenchmarkResult(
 }
 
 /** Defaults and nulls are written, so every payload carries the schema's full key set. */
+@OptIn(ExperimentalSerializationApi::class)
 val ResultJson: Json = Json {
     encodeDefaults = true
     explicitNulls = true
