@@ -115,8 +115,7 @@ def _layer_of(op) -> str:
     scopes = getattr(op, "scopes", None) or {}
     for source, names in scopes.items():
         if getattr(source, "name", "") == "TORCHSCRIPT_MODULE_NAME":
-            parts = [n for n in names if n and not n.startswith(("input.", "x.", "argument"))]
-            return parts[-1] if parts else ""
+            return ".".join(names[:-1])  # one entry per module level, then the TorchScript value name
     return ""
 
 

@@ -12,7 +12,8 @@ invocations) and records each op's PyTorch module name, which the ANE lint repor
 Schemes: W8A8 = ``ct.optimize.torch.quantization.LinearQuantizer`` (symmetric int8 weights per-channel, int8
 activations observed on real photos in torch, then finalised and traced; ``linear_quantize_activations``
 needs ``predict``, which fails off macOS). W8 = ``ct.optimize.coreml.linear_quantize_weights`` (int8,
-per-channel, symmetric) on the converted fp16 model.
+per-channel, symmetric) on the converted fp16 model; weights of <= 2048 elements stay fp16 (coremltools'
+default threshold: too small to pay for the dequantize).
 
 Default minimum target iOS17 (spec v8 / CoreML7 opset): the W8A8 ``quantize``/``dequantize`` ops on
 activations need it, and one floor for all three schemes keeps fp16/w8/w8a8 packages loadable on the same
@@ -358,6 +359,20 @@ def _op_types(prog) -> dict[str, int]:
     return dict(Counter(op.op_type for op in _walk(prog.functions["main"])))
 
 
+def _input_affine_ops(prog) -> int:
+    """batch_norm ops fed straight by the input (through the input cast / ImageType scaling)."""
+    fn = prog.functions["main"]
+    inputs = set(fn.inputs.values())
+
+    def near_input(v, hops: int = 3) -> bool:
+        if v in inputs:
+            return True
+        return hops > 0 and v.op is not None and v.op.op_type in ("cast", "mul") and near_input(v.op.inputs["x"],
+                                                                                            hops - 1)
+
+    return sum(1 for op in fn.operations if op.op_type == "batch_norm" and near_input(op.inputs["x"]))
+
+
 def _precision_problems(prog, scheme: str, types: dict[str, int]) -> list[str]:
     from .ane_lint import lint_program
 
@@ -389,8 +404,10 @@ def structure_problems(path: Path, state: ExportState) -> list[str]:
     if spec.WhichOneof("Type") != "mlProgram":
         return [f"not an mlProgram (got {spec.WhichOneof('Type')})"]
     types = _op_types(prog)
-    problems = [f"{types['batch_norm']} batch_norm op(s) left"] if types.get("batch_norm") else []
     image = json.loads(m.user_defined_metadata.get(f"{META_PREFIX}image_input", "false"))
+    # with --image-input the baked (x - mean) / std is fused by coremltools into one input-side batch_norm
+    bn = types.get("batch_norm", 0) - (_input_affine_ops(prog) if image else 0)
+    problems = [f"{bn} batch_norm op(s) left"] if bn else []
     if state.spec is not None and state.spec.multi_branch and types.get("add", 0) > int(image):
         problems.append(f"multi-branch model has {types['add']} add op(s) after re-parameterization")
     problems += _precision_problems(prog, state.target.scheme, types)

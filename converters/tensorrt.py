@@ -234,8 +234,13 @@ class TensorRTConverter(Converter):
         g.add_argument("--profiling-verbosity", choices=VERBOSITY, default="layer_names_only")
 
     def options_from_args(self, args) -> dict[str, Any]:
-        return {k: getattr(args, k) for k in ("workspace_mb", "timing_cache", "profiling_verbosity")
+        from mobexport.exporter.errors import UsageError
+
+        opts = {k: getattr(args, k) for k in ("workspace_mb", "timing_cache", "profiling_verbosity")
                 if hasattr(args, k)}
+        if opts.get("workspace_mb", 1024) < 16:
+            raise UsageError(f"--workspace-mb must be >= 16, got {opts['workspace_mb']}")
+        return opts
 
     def tool_versions(self) -> dict[str, str]:
         import onnx
