@@ -64,6 +64,7 @@ public struct ArtifactManifest: Decodable, Equatable, Identifiable, Sendable {
         case weights
         case gitCommit = "git_commit"
         case file
+        case artifact
         case input
         case inputs
         case inputName = "input_name"
@@ -105,7 +106,8 @@ public struct ArtifactManifest: Decodable, Equatable, Identifiable, Sendable {
         status = try c.decodeIfPresent(String.self, forKey: .status)
         weights = try c.decodeIfPresent(String.self, forKey: .weights)
         gitCommit = try c.decodeIfPresent(String.self, forKey: .gitCommit)
-        file = try c.decodeIfPresent(String.self, forKey: .file)
+        let artifactName = try c.decodeIfPresent(String.self, forKey: .artifact)
+        file = try c.decodeIfPresent(String.self, forKey: .file) ?? artifactName
         preprocessing = try c.decodeIfPresent(PreprocessingDescription.self, forKey: .preprocessing)
         input = try Self.decodeInput(c)
         try validate()

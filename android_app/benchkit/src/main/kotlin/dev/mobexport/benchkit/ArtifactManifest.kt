@@ -91,7 +91,7 @@ data class ArtifactManifest(
             status = obj.string("status"),
             weights = obj.string("weights"),
             gitCommit = obj.string("git_commit"),
-            file = obj.string("file"),
+            file = obj.string("file") ?: obj.string("artifact"),
         ).validate()
 
         private fun inputOf(obj: JsonObject): InputDescription {
