@@ -1,0 +1,124 @@
+"""Export benchmarks (run by hand; nothing here is a test).
+
+  python scripts/bench_export.py simplifiers [MODEL ...]   onnxslim vs onnxsim: nodes and time per model
+  python scripts/bench_export.py int8 [MODEL ...]          tflite-w8a8: ai-edge-quantizer vs PT2E recipe
+  python scripts/bench_export.py zoo [--targets ...]       time the whole zoo → onnx-fp32, tflite-fp32, tflite-w8a8
+
+Random weights with BatchNorm statistics randomised (seed 0) unless a model has weights under the assets.
+Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+
+def _weights(name: str) -> str | None:
+    from mobexport.api import get_spec
+    from mobexport.quantization.calibration import assets_images_dir
+
+    spec = get_spec(name)
+    img = assets_images_dir()
+    if spec.default_weights and img is not None:
+        p = img.parent / "weights" / spec.default_weights
+        return str(p) if p.is_file() else None
+    return None
+
+
+def simplifiers(models: list[str]) -> None:
+    import onnx
+    import torch
+
+    from mobexport.api import create_model, reparameterize
+    from mobexport.converters.onnx import OPSET, node_counts, simplify
+
+    print("| model | exported nodes | onnxslim nodes | onnxslim s | onnxsim nodes | onnxsim s |")
+    print("|---|---|---|---|---|---|")
+    for name in models:
+        m = reparameterize(create_model(name)).eval()
+        x = torch.randn(1, *m_spec(name).input_size)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "m.onnx")
+            torch.onnx.export(m, (x,), p, dynamo=True, opset_version=OPSET, external_data=False,
+                              input_names=["input"], output_names=["logits"])
+            base = onnx.load(p)
+        row = [name, str(sum(node_counts(base).values()))]
+        for s in ("onnxslim", "onnxsim"):
+            t0 = time.perf_counter()
+            out = simplify(onnx.load_from_string(base.SerializeToString()), s)
+            row += [str(sum(node_counts(out).values())), f"{time.perf_counter() - t0:.2f}"]
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+def m_spec(name):
+    from mobexport.api import get_spec
+
+    return get_spec(name)
+
+
+def _export_row(name: str, target: str, out: str, **opts) -> list[str]:
+    from mobexport.converters.pipeline import export
+
+    w = _weights(name)
+    options = {"random_bn_seed": None if w else 0, **opts}
+    t0 = time.perf_counter()
+    try:
+        r = export(name, target, weights=w, out_dir=out, options=options)
+    except Exception as e:  # report the failure in the table, keep going
+        return [name, target, "FAILED", f"{type(e).__name__}: {str(e)[:80]}", "", "", f"{time.perf_counter() - t0:.1f}"]
+    m = r.fidelity.get("metrics", {})
+    t = r.manifest.get("tflite", {})
+    return [name, target, r.status.value, f"cos {m.get('cosine', 0):.4f} sqnr {m.get('sqnr_db', 0):.1f} "
+            f"top1 {m.get('top1_agreement', 0):.2f}", f"{r.manifest['size_bytes'] / 1e6:.2f}",
+            ",".join(f"{k}x{v}" for k, v in t.get("float_ops", {}).items()) or "none",
+            f"{time.perf_counter() - t0:.1f}"]
+
+
+def int8(models: list[str]) -> None:
+    print("| model | recipe | status | fidelity (held-out photos) | MB | float ops | s |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as out:
+        for name in models:
+            for recipe in ("aeq", "pt2e"):
+                row = _export_row(name, "tflite-w8a8", out, int8_recipe=recipe)
+                row[1] = recipe
+                print("| " + " | ".join(row) + " |", flush=True)
+
+
+def zoo(targets: list[str], models: list[str]) -> None:
+    import mobexport
+
+    print("| model | target | status | fidelity | MB | float ops | s |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as out:
+        for name in models or mobexport.list_models():
+            for target in targets:
+                print("| " + " | ".join(_export_row(name, target, out)) + " |", flush=True)
+
+
+def main(argv=None) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["simplifiers", "int8", "zoo"])
+    ap.add_argument("models", nargs="*")
+    ap.add_argument("--targets", nargs="+", default=["onnx-fp32", "tflite-fp32", "tflite-w8a8"])
+    a = ap.parse_args(argv)
+    if a.what == "simplifiers":
+        simplifiers(a.models or ["mobileone_s0", "mobilenetv3_small_100", "mnv4_hybrid_m", "mobilevitv3_xxs"])
+    elif a.what == "int8":
+        int8(a.models or ["mobileone_s0", "mobilenetv3_small_100", "mobilevitv3_xxs"])
+    else:
+        zoo(a.targets, a.models)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
