@@ -1,15 +1,98 @@
-"""Placeholder until its issue lands: the command exists in --help and says it is not available yet."""
+"""``mobexport bench ARTIFACT... [--torch MODEL] [--runs 1000] [--warmup N] [--threads N] [--batch N]
+[--pin-cores LIST] [--cooldown S] [--db URL] [--no-store] [--json] [--post URL --token T]``.
+
+Times exported artifacts on this host (min of N round trips as the headline), stores every result with its
+raw samples, and optionally posts it to a ``mobexport serve`` instance. Exit codes: 0 every artifact timed or
+skipped because its runtime is missing here, 3 nothing could be timed, 4 an artifact failed to load or run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+
+from ._common import notice, print_json
 
 
 def add_parser(name: str, p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT",
+                   help="export folder (exports/<model>/<target>), artifact file, or a folder of exports")
+    p.add_argument("--torch", action="append", default=[], metavar="MODEL",
+                   help="also time MODEL's deploy form in PyTorch eager mode (target torch-fp32); repeatable")
+    p.add_argument("--runs", type=int, default=1000, help="timed round trips (default 1000)")
+    p.add_argument("--warmup", type=int, default=20, help="warm-up runs after the first (default 20)")
+    p.add_argument("--threads", type=int, help="intra-op threads of the runtime (default: runtime's)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (the artifact must accept it)")
+    p.add_argument("--pin-cores", help="comma-separated CPU ids to pin the process to, e.g. 0 or 0,1")
+    p.add_argument("--cooldown", type=float, default=0.0, metavar="S", help="seconds of rest between models")
+    p.add_argument("--db", help="results database (default ./mobexport-results.db)")
+    p.add_argument("--no-store", action="store_true", help="do not write the results database")
+    p.add_argument("--post", metavar="URL", help="also POST each result to a mobexport server")
+    p.add_argument("--token", default=os.environ.get("MOBEXPORT_TOKEN"),
+                   help="bearer token for --post (default: $MOBEXPORT_TOKEN)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _cores(text: str | None) -> list[int] | None:
+    from mobexport.exporter.errors import UsageError
+
+    if not text:
+        return None
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise UsageError(f"--pin-cores expects comma-separated CPU ids, got '{text}'") from None
 
 
 def run(args) -> int:
+    from mobexport.benchmarks.harness import BenchConfig, run_benchmarks
     from mobexport.exporter.errors import UsageError
+    from mobexport.exporter.status import Status
 
-    raise UsageError(f"'mobexport {args.command}' is not available yet")
+    if not args.artifacts and not args.torch:
+        raise UsageError("nothing to bench: pass export folders/artifacts and/or --torch MODEL")
+    cfg = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, batch=args.batch,
+                      pin_cores=_cores(args.pin_cores), cooldown_s=args.cooldown)
+    cfg.check()
+    store = None
+    if not args.no_store:
+        from mobexport.benchmarks.store import open_store
+
+        store = open_store(args.db)
+    try:
+        outcomes = run_benchmarks(args.artifacts, cfg, torch_models=args.torch, store=store,
+                                  post_url=args.post, token=args.token, progress=None if args.json else notice)
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        print_json([o.to_json() for o in outcomes])
+    else:
+        render(outcomes)
+    for o in outcomes:
+        if o.bench_status is not Status.OK:
+            notice(f"{o.bench_status.value}: {o.model}/{o.target}: {o.reason}")
+    if any(o.bench_status in (Status.LOAD_FAILED, Status.RUN_FAILED) for o in outcomes):
+        return 4
+    return 0 if any(o.bench_status is Status.OK for o in outcomes) else 3
+
+
+def render(outcomes) -> None:
+    from rich.table import Table
+
+    from .results import wide_console
+
+    t = Table(title="host benchmark (min of N round trips, ms)")
+    for col in ("id", "model", "target", "runtime", "thr", "runs", "min ms", "p50", "p90", "max", "load ms",
+                "RSS MB", "status"):
+        t.add_column(col, style="bold" if col == "min ms" else None)
+    for o in outcomes:
+        r = o.result
+        if r is None:
+            t.add_row("-", o.model, o.target, "-", "-", "0", "-", "-", "-", "-", "-", "-",
+                      f"{o.bench_status.value}: {o.reason[:70]}")
+            continue
+        t.add_row(str(o.id or "-"), r.model, r.target, f"{r.runtime} {r.runtime_version}",
+                  str(r.threads or "-"), str(r.runs), f"{r.min_ms:.3f}", f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}",
+                  f"{r.max_ms:.2f}", f"{r.load_ms:.0f}", f"{r.peak_rss_mb:.0f}", f"validation {r.validation_status}")
+    wide_console().print(t)

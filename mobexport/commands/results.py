@@ -73,7 +73,16 @@ def render_table(rows: list[dict], title: str | None = None) -> None:
                   f"{r['runtime']} {r['runtime_version']}", r["compute_unit"], _opt(r.get("threads")),
                   str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
                   _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"), r["validation_status"])
-    console().print(t)
+    wide_console().print(t)
+
+
+def wide_console():
+    """A console that does not squeeze wide tables when stdout is a pipe or a file."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _opt(v, fmt: str = "") -> str:
