@@ -13,7 +13,7 @@ MAPPING = {"mobexport": "mobexport", "exporter": "mobexport.exporter", "converte
 def test_every_package_folder_is_listed_in_pyproject():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(cfg["packages"])
-    assert {v: k for k, v in cfg["package-dir"].items()} == {v: k for k, v in MAPPING.items()}
+    assert cfg["package-dir"] == {v: k for k, v in MAPPING.items()}
     found = set()
     for folder, dotted in MAPPING.items():
         for init in (ROOT / folder).rglob("__init__.py"):
