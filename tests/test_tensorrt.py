@@ -111,7 +111,7 @@ def test_fp16_conversion_clips_to_half_range():
     g = helper.make_graph([helper.make_node("Mul", ["input", "w"], ["logits"])], "g",
                           [helper.make_tensor_value_info("input", TensorProto.FLOAT, [3])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [3])], [w])
-    m = to_fp16(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]))
+    m = to_fp16(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10))
     arr = numpy_helper.to_array(m.graph.initializer[0])
     assert arr.dtype == np.float16 and np.isfinite(arr).all() and arr[0] == np.float16(65504)
     import onnxruntime as ort
