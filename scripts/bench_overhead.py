@@ -1,0 +1,109 @@
+"""Harness overhead: `mobexport bench`'s min-of-1000 vs a bare runtime loop in the same process, for ONNX
+Runtime and LiteRT, alternating 5 repeats of each; plus the spread of the min over the repeats.
+
+    python scripts/bench_overhead.py [--model mobileone_s0] [--runs 1000] [--repeats 5] [--out exports]
+
+Writes results/bench_overhead.md. A benchmark, not a test: the numbers depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mobexport.benchmarks.harness import BenchConfig, bench_artifact, find_artifacts, float_input
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bare_ort(path: Path, x: np.ndarray, runs: int, warmup: int) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(warmup + 1):
+        sess.run(None, feed)
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        sess.run(None, feed)
+        best = min(best, time.perf_counter_ns() - t0)
+    return best / 1e6
+
+
+def bare_litert(path: Path, x: np.ndarray, runs: int, warmup: int) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    for _ in range(warmup + 1):
+        it.set_tensor(i, x)
+        it.invoke()
+        it.get_tensor(o)
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        it.set_tensor(i, x)
+        it.invoke()
+        it.get_tensor(o)
+        best = min(best, time.perf_counter_ns() - t0)
+    return best / 1e6
+
+
+def ensure_exports(model: str, out: Path) -> dict[str, Path]:
+    from mobexport.converters.pipeline import export
+
+    dirs = {}
+    for target in ("onnx-fp32", "tflite-fp32"):
+        d = out / model / target
+        if not (d / "manifest.json").is_file():
+            export(model, target, out_dir=out, options={"random_bn_seed": 0})
+        dirs[target] = d
+    return dirs
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mobileone_s0")
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(ROOT / "exports"))
+    a = ap.parse_args()
+    rows = []
+    for target, d in ensure_exports(a.model, Path(a.out)).items():
+        art = find_artifacts(d)[0]
+        x = np.ascontiguousarray(float_input(art.manifest, 1))
+        bare = bare_ort if target.startswith("onnx") else bare_litert
+        h, b = [], []
+        for _ in range(a.repeats):  # alternate, so drifts in machine load hit both alike
+            h.append(bench_artifact(art, BenchConfig(runs=a.runs, warmup=a.warmup)).result.min_ms)
+            b.append(bare(art.path, x, a.runs, a.warmup))
+        rows.append((target, h, b))
+    lines = [f"# Harness overhead: {a.model}, min of {a.runs} round trips, 1 thread, {a.repeats} repeats",
+             "", "| target | harness min (median of repeats) | bare loop min | harness/bare − 1 | "
+             "spread of harness min (max−min)/median | spread of bare min |", "|---|---|---|---|---|---|"]
+    for target, h, b in rows:
+        mh, mb = statistics.median(h), statistics.median(b)
+        lines.append(f"| {target} | {mh:.3f} ms | {mb:.3f} ms | {100 * (mh / mb - 1):+.2f} % | "
+                     f"{100 * (max(h) - min(h)) / mh:.1f} % | {100 * (max(b) - min(b)) / mb:.1f} % |")
+    lines += ["", "raw mins (ms):"] + [f"- {t}: harness {[round(v, 3) for v in h]}, bare {[round(v, 3) for v in b]}"
+                                       for t, h, b in rows]
+    text = "\n".join(lines) + "\n"
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / "bench_overhead.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
