@@ -85,6 +85,7 @@ def quantize_w8a8(model, calibration: list[np.ndarray], example):
     """Int8 weights + activations with coremltools' torch LinearQuantizer, observers fed real photos."""
     import torch
     from coremltools.optimize.torch.quantization import LinearQuantizer, LinearQuantizerConfig
+
     from mobexport.exporter.errors import CalibrationError
 
     if not calibration:

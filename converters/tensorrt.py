@@ -114,8 +114,9 @@ class PhotoReader:
 
 def quantize_qdq(src: Path, dst: Path, images: list[np.ndarray]) -> None:
     import onnx
-    from mobexport.exporter.errors import CalibrationError
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from mobexport.exporter.errors import CalibrationError
 
     if not images:
         raise CalibrationError("tensorrt-w8a8 needs calibration photos: pass --calibration DIR or run `make assets`")
@@ -255,6 +256,7 @@ class TensorRTConverter(Converter):
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         import onnx
+
         from mobexport.exporter.errors import ConversionError
 
         opts = _options(state)

@@ -31,6 +31,7 @@ def real_photos(spec, n: int) -> list[np.ndarray]:
     """Real photos shipped in installed wheels (matplotlib, scikit-learn), preprocessed, plus flips/shifts."""
     import matplotlib
     import sklearn
+
     from mobexport.quantization.calibration import preprocess_image
 
     files = [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",

@@ -27,6 +27,7 @@ def real_photos(spec, n: int) -> list[np.ndarray]:
     flips and shifted crops so there are ``n`` distinct inputs."""
     import matplotlib
     import sklearn
+
     from mobexport.quantization.calibration import preprocess_image
 
     files = [Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
@@ -173,9 +174,8 @@ def test_bad_flags_exit_2(argv, tmp_path):
 
 
 def test_cli_fp16_end_to_end(tmp_path, capsys):
-    from mobexport.converters.manifest import read_manifest
-
     from mobexport.cli import main
+    from mobexport.converters.manifest import read_manifest
 
     rc = main(["tensorrt", "mobileone_s0", "--out", str(tmp_path)])
     err = capsys.readouterr().err
