@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mobexport.exporter.status import Status
 
 FORMATS = ("onnx", "tflite", "coreml", "tensorrt")

@@ -182,10 +182,10 @@ def _publish(staging: Path, final: Path) -> None:
 
 def step_load(state: ExportState, converter: Converter) -> None:
     import torch
-    from mobexport.exporter.testing import randomize_batchnorm
-    from mobexport.quantization.calibration import image_sets
 
     from mobexport.api import create_model
+    from mobexport.exporter.testing import randomize_batchnorm
+    from mobexport.quantization.calibration import image_sets
 
     torch.manual_seed(int(state.options.get("seed", 0)))
     state.train_model = create_model(state.model_name, weights=state.weights).eval()
@@ -221,6 +221,7 @@ def step_fold_batchnorm(state: ExportState, converter: Converter) -> None:
 
 def step_equivalence_check(state: ExportState, converter: Converter) -> None:
     import torch
+
     from mobexport.exporter.testing import rel_max_error
 
     with torch.no_grad():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from mobexport.exporter.errors import CalibrationError
 
 MIN_CALIBRATION_IMAGES = 10

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+
+import mobexport
 from mobexport.converters import get_converter
 from mobexport.converters.manifest import sha256_path
 from mobexport.converters.pipeline import export
-
-import mobexport
 
 pytestmark = pytest.mark.skipif(not get_converter("onnx").is_available().ok,
                                 reason=get_converter("onnx").is_available().reason or "onnx unavailable")

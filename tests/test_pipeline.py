@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
+from mobexport.cli import main
 from mobexport.converters import all_targets, get_converter, resolve_target, target_for
 from mobexport.converters.base import ExportState, unsupported_op_from
 from mobexport.converters.pipeline import STEPS, export
@@ -18,9 +21,6 @@ from mobexport.exporter.errors import (
     UnsupportedOpError,
     UsageError,
 )
-from torch import nn
-
-from mobexport.cli import main
 
 MODEL = "mobileone_s0"
 
@@ -91,10 +91,10 @@ def test_empty_calibration_dir_exit_2(tmp_path, capsys):
 
 
 def test_calibration_errors(tmp_path):
-    from mobexport.quantization.calibration import MIN_CALIBRATION_IMAGES, image_sets
     from PIL import Image
 
     from mobexport.api import get_spec
+    from mobexport.quantization.calibration import MIN_CALIBRATION_IMAGES, image_sets
 
     spec = get_spec(MODEL)
     with pytest.raises(CalibrationError, match="not found"):

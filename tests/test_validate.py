@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from mobexport.quantization import metrics
-from mobexport.quantization.validate import POLICIES, judge
 
 from mobexport.cli import main
+from mobexport.quantization import metrics
+from mobexport.quantization.validate import POLICIES, judge
 
 RNG = np.random.default_rng(0)
 REF = RNG.standard_normal((8, 1000)) * 3  # float64: exact metric checks
