@@ -240,3 +240,19 @@ def test_spec_preprocessing_and_numbers(name):
         assert (spec.color, pre.interpolation) == ("RGB", "bicubic")
     assert spec.reference.params and spec.reference.macs and spec.published.macs
     assert "cvnets-profiler" in spec.notes
+
+
+def test_groupnorm1_matches_torch_groupnorm_with_rank4_ops_only():
+    from mobexport.exporter.layers.mobilevit import GroupNorm1
+
+    torch.manual_seed(0)
+    ours, ref = GroupNorm1(12), torch.nn.GroupNorm(1, 12)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+        ref.bias.uniform_(-0.5, 0.5)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 12, 4, 9) * 3 + 1
+    assert torch.allclose(ours(x), ref(x), atol=1e-5)
+    ep = torch.export.export(ours, (x,))
+    ranks = {len(n.meta["val"].shape) for n in ep.graph.nodes if "val" in n.meta and hasattr(n.meta["val"], "shape")}
+    assert max(ranks) <= 4
