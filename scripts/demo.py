@@ -12,6 +12,7 @@ stores everything in ./mobexport-results.db, prints the table and writes results
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "exports"))
     ap.add_argument("--db", default=str(ROOT / "mobexport-results.db"))
     a = ap.parse_args()
+    os.environ.setdefault("MOBEXPORT_ASSETS", str(ROOT / ".cache" / "assets"))  # as `make demo` sets it
     from mobexport.benchmarks.harness import BenchConfig, run_benchmarks
     from mobexport.benchmarks.plots import pareto_plot
     from mobexport.benchmarks.store import open_store
