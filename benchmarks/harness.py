@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mobexport.benchmarks.results import BenchmarkResult
 from mobexport.converters.base import Artifact, Runner
 from mobexport.exporter.errors import MobexportError, UsageError
@@ -356,9 +357,9 @@ def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None
                 bn_seed: int | None = None) -> BenchOutcome:
     """Target ``torch-fp32``: the re-parameterized (deploy) form in PyTorch eager mode, as a baseline."""
     import torch
-    from mobexport.exporter.passes.reparameterize import reparameterize
 
     from mobexport.api import create_model, get_spec
+    from mobexport.exporter.passes.reparameterize import reparameterize
 
     spec = get_spec(model_name)
     rss = PeakRSS()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mobexport.benchmarks.harness import BenchConfig, find_artifacts, float_input, pinned
 from mobexport.benchmarks.server import create_app, serve_in_thread
 from mobexport.benchmarks.store import open_store
-from mobexport.exporter.errors import UsageError
-
 from mobexport.cli import main
+from mobexport.exporter.errors import UsageError
 
 MODEL = "mobileone_s0"
 

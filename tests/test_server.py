@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mobexport.benchmarks.server import create_app, post_result, serve_in_thread
-from mobexport.exporter.errors import UsageError
 
+from mobexport.benchmarks.server import create_app, post_result, serve_in_thread
 from mobexport.cli import main
+from mobexport.exporter.errors import UsageError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "benchmarks" / "schema" / "examples"
 TOKEN = "s3cret-token"

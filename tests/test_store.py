@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from mobexport.benchmarks.results import BenchmarkResult, PayloadError, compute_stats, validate_payload
 from mobexport.benchmarks.store import normalize_url, open_store
 from mobexport.benchmarks.store import schema as sch
