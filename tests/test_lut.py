@@ -51,11 +51,16 @@ def test_predict_is_the_sum_over_blocks_and_reports_missing(tmp_path):
 def test_build_a_real_table_and_predict_with_it(tmp_path, capsys):
     from mobexport.cli import main
 
-    out = tmp_path / "lut.json"
-    assert main(["lut", "build", "mnv4_conv_s", "--out", str(out), "--runs", "5", "--warmup", "1"]) == 0
+    out, db = tmp_path / "lut.json", f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["lut", "build", "mnv4_conv_s", "--out", str(out), "--runs", "5", "--warmup", "1", "--db", db]) == 0
     table = lut.LatencyTable.load(out)
     assert table.runtime == "onnxruntime" and table.entries
     assert all(e.min_ms > 0 and e.min_ms <= e.p50_ms for e in table.entries.values())
+    from mobexport.benchmarks.store import open_store
+
+    stored = open_store(db).lookup_tables()  # stored with provenance in the results database
+    assert len(stored) == 1 and stored[0]["n_entries"] == len(table.entries)
+    assert stored[0]["runtime"] == "onnxruntime" and stored[0]["device"]["cpus"] >= 1
     capsys.readouterr()
     assert main(["predict", "mnv4_conv_s", "--lut", str(out), "--json"]) == 0
     import json

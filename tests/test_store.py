@@ -84,7 +84,7 @@ def test_query_filters_by_glob_target_and_harness(db_url):
         assert len(store.query(with_samples=True)[0].result.samples_ms) == 20
 
 
-def test_migration_v1_to_v2_keeps_old_rows(db_url):
+def test_migrations_keep_old_rows(db_url):
     old = make_result(5)
     with open_store(db_url, migrate_to=1) as v1:
         assert v1.version == 1
@@ -93,14 +93,19 @@ def test_migration_v1_to_v2_keeps_old_rows(db_url):
             cols = {col["name"] for col in sch.sa.inspect(c).get_columns("results")}
         assert "thermal_state_before" not in cols
     with open_store(db_url) as v2:
-        assert v2.version == sch.LATEST == 2
+        assert v2.version == sch.LATEST == 3
         got = v2.get(rid).result
         assert got.thermal_state_before is None and got.samples_ms == old.samples_ms
         new = make_result(6)
         new.thermal_state_before, new.thermal_state_after = "nominal", "serious"
         assert v2.get(v2.add(new)).result.thermal_state_after == "serious"
+        assert v2.lookup_tables() == []  # v3 table exists and is empty
+        lid = v2.add_lookup_table({"runtime": "onnxruntime", "runtime_version": "1", "threads": 1,
+                                   "device": {"cpus": 2}, "created": "2026-11-21T00:00:00Z",
+                                   "entries": [{"key": "k", "min_ms": 0.1}]})
+        assert v2.lookup_tables()[0]["id"] == lid and v2.lookup_tables()[0]["entries"][0]["key"] == "k"
     with open_store(db_url) as again:  # idempotent
-        assert again.version == 2 and again.count() == 2
+        assert again.version == 3 and again.count() == 2 and len(again.lookup_tables()) == 1
 
 
 def test_newer_database_is_refused(db_url):

@@ -157,6 +157,35 @@ class ResultStore:
 
         return self._retry(_tx)
 
+    def add_lookup_table(self, table: dict[str, Any]) -> int:
+        """Store a per-block latency lookup table (``LatencyTable.to_dict()``) with its provenance."""
+        if self.version < 3:
+            raise UsageError(f"results database {_redact(self.url)} is at schema v{self.version}; lookup tables "
+                             "need v3")
+        from mobexport.converters.manifest import git_commit
+
+        row = {"runtime": table["runtime"], "runtime_version": table["runtime_version"],
+               "threads": int(table["threads"]), "device": json.dumps(table.get("device", {})),
+               "created": table.get("created", ""), "n_entries": len(table["entries"]),
+               "entries": json.dumps(table["entries"]), "git_commit": git_commit()}
+
+        def _tx() -> int:
+            with self.engine.begin() as conn:
+                return int(conn.execute(sch.lookup_tables.insert().values(**row)
+                                        .returning(sch.lookup_tables.c.id)).scalar_one())
+
+        return self._retry(_tx)
+
+    def lookup_tables(self) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            rows = [dict(m) for m in conn.execute(sa.select(sch.lookup_tables).order_by(sch.lookup_tables.c.id))
+                    .mappings()]
+        for r in rows:
+            r["device"], r["entries"] = json.loads(r["device"]), json.loads(r["entries"])
+        return rows
+
     # -- reads ------------------------------------------------------------------------------------------
     def query(self, *, model: str | None = None, target: str | None = None, harness: str | None = None,
               limit: int | None = None, with_samples: bool = False) -> list[StoredResult]:

@@ -7,6 +7,7 @@ processes opening a fresh database apply each step exactly once.
 History:
   v1  results (one row per record, statistics as columns) + samples (raw samples, one JSON row per result)
   v2  results.thermal_state_before / thermal_state_after (the apps report the device's thermal state)
+  v3  lookup_tables: per-block latency lookup tables (analysis LUT predictor) with their provenance
 """
 
 from __future__ import annotations
@@ -66,10 +67,26 @@ def _samples_columns() -> list[sa.Column]:
     ]
 
 
+def _lut_columns() -> list[sa.Column]:
+    s = sa.String
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("runtime", s(64), nullable=False),
+        sa.Column("runtime_version", s(64), nullable=False),
+        sa.Column("threads", sa.Integer, nullable=False),
+        sa.Column("device", sa.Text, nullable=False),  # JSON object
+        sa.Column("created", s(64), nullable=False),
+        sa.Column("n_entries", sa.Integer, nullable=False),
+        sa.Column("entries", sa.Text, nullable=False),  # JSON list of entries
+        sa.Column("git_commit", s(64), nullable=True),
+    ]
+
+
 # The current shape, used for queries and inserts.
 metadata = sa.MetaData()
 results = sa.Table("results", metadata, *_v1_result_columns(), *_v2_result_columns())
 samples = sa.Table("samples", metadata, *_samples_columns())
+lookup_tables = sa.Table("lookup_tables", metadata, *_lut_columns())
 version_table = sa.Table(VERSION_TABLE, metadata, sa.Column("id", sa.Integer, primary_key=True),
                          sa.Column("version", sa.Integer, nullable=False))
 
@@ -86,6 +103,12 @@ def _m2_thermal_state(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE results ADD COLUMN {col.name} VARCHAR({col.type.length})")
 
 
+def _m3_lookup_tables(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("lookup_tables", md, *_lut_columns())
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -96,6 +119,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results + raw samples", _m1_initial),
     Migration(2, "thermal state columns", _m2_thermal_state),
+    Migration(3, "per-block latency lookup tables", _m3_lookup_tables),
 )
 LATEST = MIGRATIONS[-1].version
 
