@@ -107,13 +107,13 @@ def inspect_ops(path: Path) -> dict[str, Any]:
             "edgetpu_cpu_fallback": dict(sorted(fallback.items()))}
 
 
-def _convert_litert(state: ExportState, quant_config=None):
+def _convert_litert(state: ExportState, quant_config=None, model=None):
     _quiet()
     import litert_torch
     import torch
 
     litert_torch.config.show_progress = False
-    model, x = state.model, state.example_input
+    model, x = state.model if model is None else model, state.example_input
     if state.options.get("nhwc"):
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         x = x.permute(0, 2, 3, 1).contiguous()
@@ -133,20 +133,53 @@ def _calib_arrays(state: ExportState) -> list[np.ndarray]:
     return [np.ascontiguousarray(c) for c in state.calibration]
 
 
-def _quantize_aeq(float_path: Path, out_path: Path, state: ExportState) -> dict[str, Any]:
-    from ai_edge_litert.interpreter import Interpreter
+def _activation_qsvs(float_path: Path, state: ExportState) -> dict[str, dict[str, np.ndarray]]:
+    """Per-tensor int8 ranges of every activation (``quantization.ranges``, relative-MSE clipping), measured
+    by running the float .tflite on the calibration photos; the input is pinned to the preprocessing range."""
+    from ai_edge_litert import interpreter as tfl
+
+    from mobexport.quantization.ranges import RangeCollector, input_range
+
+    it = tfl.Interpreter(model_path=str(float_path), experimental_preserve_all_tensors=True,
+                         experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    wanted = {inp["index"]} | {o for op in it._get_ops_details() for o in op["outputs"] if o >= 0}
+    col = RangeCollector()
+    for x in _calib_arrays(state):
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        for i in wanted:
+            col.add(tensors[i]["name"], it.get_tensor(i))
+    ranges = col.ranges("mse", fixed={inp["name"]: input_range(state.spec)})
+    ones = {i: (1,) * len(tensors[i]["shape"]) for i in wanted}
+    return {tensors[i]["name"]: {"min": np.full(ones[i], ranges[tensors[i]["name"]][0], np.float32),
+                                 "max": np.full(ones[i], ranges[tensors[i]["name"]][1], np.float32)}
+            for i in wanted}
+
+
+def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
+    """Bias-corrected float .tflite → relative-MSE activation ranges → ai-edge-quantizer static_wi8_ai8."""
     from ai_edge_quantizer import quantizer, recipe
 
-    sigs = Interpreter(model_path=str(float_path)).get_signature_list()
-    sig = next(iter(sigs))
-    arg = sigs[sig]["inputs"][0]
-    qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
-    with contextlib.redirect_stdout(sys.stderr):  # it prints a summary; keep stdout clean for --json
-        result = qt.calibrate({sig: [{arg: c} for c in _calib_arrays(state)]})
-        qt.quantize(result).export_model(str(out_path), overwrite=True)
+    from mobexport.quantization.bias_correction import bias_corrected
+
+    model, bc = bias_corrected(state.model, state.calibration)
+    float_path = out_path.with_name(out_path.stem + ".float.tflite")
+    _convert_litert(state, model=model).export(str(float_path))
+    try:
+        qsvs = _activation_qsvs(float_path, state)
+        qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
+        with contextlib.redirect_stdout(sys.stderr):  # it prints a summary; keep stdout clean for --json
+            qt.quantize(qsvs).export_model(str(out_path), overwrite=True)
+    finally:
+        float_path.unlink(missing_ok=True)
     return {"recipe": "ai-edge-quantizer static_wi8_ai8",
-            "detail": "int8 per-channel weights, int8 per-tensor activations (min/max calibration), int8 I/O, "
-                      "applied to the fp32 .tflite"}
+            "detail": "int8 per-channel weights (float biases corrected for the mean weight-rounding error), "
+                      "int8 per-tensor activations (relative-MSE clipped ranges over the calibration photos; "
+                      "input pinned to the preprocessing range), int8 I/O, applied to the fp32 .tflite",
+            "bias_correction": bc, "activation_ranges": "mse (per-image relative)"}
 
 
 def _quantize_pt2e(state: ExportState, out_path: Path) -> dict[str, Any]:
@@ -230,12 +263,7 @@ class TFLiteConverter(Converter):
         if recipe == "pt2e":
             info = _quantize_pt2e(state, out_path)
         else:
-            float_path = out_path.with_name(out_path.stem + ".float.tflite")
-            _convert_litert(state).export(str(float_path))
-            try:
-                info = _quantize_aeq(float_path, out_path, state)
-            finally:
-                float_path.unlink(missing_ok=True)
+            info = _quantize_aeq(state, out_path)
         return {**info, "calibration_images": len(state.calibration)}
 
     @staticmethod
