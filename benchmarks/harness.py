@@ -43,7 +43,7 @@ _DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8
 class BenchConfig:
     runs: int = 1000
     warmup: int = 20
-    threads: int | None = None
+    threads: int | None = 1  # same intra-op thread count for every runtime, so numbers compare
     batch: int = 1
     pin_cores: list[int] | None = None
     cooldown_s: float = 0.0

@@ -181,8 +181,11 @@ class OnnxConverter(Converter):
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         return {"onnx": state.reports.get("onnx", {})}
 
-    def load(self, artifact: Artifact) -> Runner:
-        return OnnxRunner(Path(artifact.path))
+    def runtime_available(self) -> Availability:
+        return Availability.check_modules(["onnxruntime"], "onnx")
+
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
 
 
 CONVERTER = OnnxConverter()

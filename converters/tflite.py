@@ -318,8 +318,11 @@ class TFLiteConverter(Converter):
                                       "TPU compiler is not available here, so the mapping is unverified")
         return extras
 
-    def load(self, artifact: Artifact) -> Runner:
-        return TFLiteRunner(Path(artifact.path))
+    def runtime_available(self) -> Availability:
+        return Availability.check_modules(["ai_edge_litert.interpreter"], "tflite")
+
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        return TFLiteRunner(Path(artifact.path), num_threads=threads or 1)
 
 
 CONVERTER = TFLiteConverter()

@@ -21,7 +21,7 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
                    help="also time MODEL's deploy form in PyTorch eager mode (target torch-fp32); repeatable")
     p.add_argument("--runs", type=int, default=1000, help="timed round trips (default 1000)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up runs after the first (default 20)")
-    p.add_argument("--threads", type=int, help="intra-op threads of the runtime (default: runtime's)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads, the same for every runtime (default 1)")
     p.add_argument("--batch", type=int, default=1, help="batch size (the artifact must accept it)")
     p.add_argument("--pin-cores", help="comma-separated CPU ids to pin the process to, e.g. 0 or 0,1")
     p.add_argument("--cooldown", type=float, default=0.0, metavar="S", help="seconds of rest between models")
