@@ -1,5 +1,5 @@
 """ONNX converter: real torch.onnx export + onnxsim + onnxruntime parity on a representative subset (CI) and
-every registered model (``slow``)."""
+every registered model in tests/test_matrix.py."""
 
 from __future__ import annotations
 
@@ -83,11 +83,3 @@ def test_dynamic_batch_runs_batch_4(tmp_path):
 def test_hybrid_onnx_ok(model, tmp_path):
     r = export(model, "onnx-fp32", out_dir=tmp_path, options={"random_bn_seed": 0})
     assert r.status.value == "OK", r.fidelity
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model", mobexport.list_models())
-def test_every_model_onnx(model, tmp_path):
-    r = export(model, "onnx-fp32", out_dir=tmp_path, options={"random_bn_seed": 0})
-    assert r.status.value == "OK", r.fidelity
-    assert not r.manifest["structure_problems"]

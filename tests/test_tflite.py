@@ -1,5 +1,5 @@
 """TFLite converter: real litert-torch / ai-edge-quantizer conversions run on the ai_edge_litert interpreter.
-CI subset: fp32 NHWC, fp16, full-integer w8a8 on a model with SE + hard-swish; every model × target is ``slow``."""
+CI subset: fp32 NHWC, fp16, full-integer w8a8 on a model with SE + hard-swish; every model × target: tests/test_matrix.py."""
 
 from __future__ import annotations
 
@@ -84,11 +84,3 @@ def test_fp16_weights(tmp_path):
 
     dtypes = {np.dtype(t["dtype"]).name for t in Interpreter(model_path=str(r.artifact)).get_tensor_details()}
     assert "float16" in dtypes
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("model", mobexport.list_models())
-def test_every_model_tflite(model, target, tmp_path):
-    r = export(model, target, out_dir=tmp_path, options={"random_bn_seed": 0})
-    assert r.status.value == "OK", r.fidelity
