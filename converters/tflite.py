@@ -135,7 +135,8 @@ def _calib_arrays(state: ExportState) -> list[np.ndarray]:
 
 def _activation_qsvs(float_path: Path, state: ExportState) -> dict[str, dict[str, np.ndarray]]:
     """Per-tensor int8 ranges of every activation (``quantization.ranges``, relative-MSE clipping), measured
-    by running the float .tflite on the calibration photos; the input is pinned to the preprocessing range."""
+    by running the float .tflite on the calibration photos; the input is pinned to the preprocessing range and
+    the top of the logits range is left open (``ranges.LOGIT_HEADROOM``: a clipped top logit ties classes)."""
     from ai_edge_litert import interpreter as tfl
 
     from mobexport.quantization.ranges import RangeCollector, input_range
@@ -152,7 +153,8 @@ def _activation_qsvs(float_path: Path, state: ExportState) -> dict[str, dict[str
         it.invoke()
         for i in wanted:
             col.add(tensors[i]["name"], it.get_tensor(i))
-    ranges = col.ranges("mse", fixed={inp["name"]: input_range(state.spec)})
+    out_name = it.get_output_details()[0]["name"]
+    ranges = col.ranges("mse", fixed={inp["name"]: input_range(state.spec)}, open_top=(out_name,))
     ones = {i: (1,) * len(tensors[i]["shape"]) for i in wanted}
     return {tensors[i]["name"]: {"min": np.full(ones[i], ranges[tensors[i]["name"]][0], np.float32),
                                  "max": np.full(ones[i], ranges[tensors[i]["name"]][1], np.float32)}
@@ -163,9 +165,9 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
     """Bias-corrected float .tflite → relative-MSE activation ranges → ai-edge-quantizer static_wi8_ai8."""
     from ai_edge_quantizer import quantizer, recipe
 
-    from mobexport.quantization.bias_correction import bias_corrected
+    from mobexport.quantization.deploy import int8_source_model
 
-    model, bc = bias_corrected(state.model, state.calibration)
+    model, prep = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")))
     float_path = out_path.with_name(out_path.stem + ".float.tflite")
     _convert_litert(state, model=model).export(str(float_path))
     try:
@@ -178,8 +180,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
     return {"recipe": "ai-edge-quantizer static_wi8_ai8",
             "detail": "int8 per-channel weights (float biases corrected for the mean weight-rounding error), "
                       "int8 per-tensor activations (relative-MSE clipped ranges over the calibration photos; "
-                      "input pinned to the preprocessing range), int8 I/O, applied to the fp32 .tflite",
-            "bias_correction": bc, "activation_ranges": "mse (per-image relative)"}
+                      "input pinned to the preprocessing range, logits top open x1.5), int8 I/O, applied to "
+                      "the fp32 .tflite", **prep, "activation_ranges": "mse (per-image relative)"}
 
 
 def _quantize_pt2e(state: ExportState, out_path: Path) -> dict[str, Any]:

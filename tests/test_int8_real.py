@@ -1,10 +1,15 @@
 """Full-integer int8 with real ImageNet weights on real photos (needs `make assets`).
 
 The int8 artifact must keep the float model's top-1 class on >= 95% of the held-out photos (every assets
-photo not used for calibration: ``exporter.assets.split_images``; none is excluded), stay full-integer
-(int8 I/O, no float op) and record SQNR in the manifest. Before bias correction and MSE activation ranges,
-MobileNetV2 (torchvision weights) reached 60% agreement: a moving-average min/max clipped the logits tensor
-(ties at 127) and the BN-folded first depthwise kernels lost their mean to weight rounding.
+photo not used for calibration: 16 calibration photos + their mirrors, 41 held out —
+``quantization.calibration``; none is excluded), pass its structural checks (TFLite: int8 I/O, no float op;
+TensorRT: symmetric int8 Q/DQ) and record SQNR in the manifest.
+
+Measured (41 held-out photos; in brackets the former split, 32 calibration / 25 held out):
+MobileNetV2 tflite-w8a8 0.927 / 18.7 dB [1.00 / 18.7 dB], tensorrt-w8a8 0.927 / 14.7 dB [0.88 / 15.3 dB];
+EfficientNet-Lite0 tflite-w8a8 0.976 / 23.0 dB [0.96 / 23.3 dB], tensorrt-w8a8 0.927 / 22.3 dB [0.88 / 22.7 dB].
+The flips are mostly float near-ties (top-2 logits < 0.2 apart); MobileNetV2 also loses skimage_rocket.jpg
+(margin 0.68) on both backends.
 """
 
 from __future__ import annotations
@@ -28,19 +33,42 @@ def _export(assets, tmp_path, monkeypatch, model: str, target: str):
     return result, json.loads(result.manifest_path.read_text())
 
 
-MNV2_OPEN = pytest.mark.xfail(strict=True, reason="MobileNetV2 (torchvision) tflite-w8a8 measured 0.92 agreement, "
-                              "18.3 dB (was 0.60, 17.4 dB): the last stage (blocks.16 project, head conv) still "
-                              "loses ~7 dB to per-tensor activations; needs cross-layer equalization")
+def _open(reason: str):
+    return pytest.mark.xfail(strict=True, reason=reason)
 
 
-@pytest.mark.parametrize("model", [pytest.param("mobilenetv2_100", marks=MNV2_OPEN), "efficientnet_lite0"])
-def test_tflite_w8a8_keeps_float_top1_on_held_out_photos(assets, tmp_path, monkeypatch, model):
-    result, manifest = _export(assets, tmp_path, monkeypatch, model, "tflite-w8a8")
+MNV2_TFLITE = _open("MobileNetV2 (torchvision) tflite-w8a8: 0.927 agreement on 41 held-out photos, 18.7 dB (1.00 "
+                    "on the former 25); per-tensor int8 activations lose ~5 dB over blocks 13-16 + head")
+MNV2_TRT = _open("MobileNetV2 (torchvision) tensorrt-w8a8: 0.927 agreement, 14.7 dB: symmetric int8 (TensorRT's "
+                 "only int8 activation scheme) spends a bit on the never-negative ReLU6 outputs")
+LITE0_TRT = _open("EfficientNet-Lite0 tensorrt-w8a8: 0.927 agreement at 22.3 dB: the 3 flips are float "
+                  "near-ties (top-2 logits 0.02-0.17 apart)")
+
+
+def _check_common(manifest) -> dict:
     fid = manifest["fidelity"]
     assert manifest["status"] == "OK", fid["failures"]
-    assert fid["samples"] >= 20 and fid["inputs"].endswith("held-out photos")
-    assert fid["metrics"]["top1_agreement"] >= MIN_AGREEMENT, fid["metrics"]
-    assert isinstance(fid["metrics"]["sqnr_db"], float) and fid["metrics"]["sqnr_db"] > 15.0
+    assert fid["samples"] >= 40 and fid["inputs"].endswith("held-out photos")
+    assert manifest["quantization"]["bias_correction"]["layers"] > 0
+    assert isinstance(fid["metrics"]["sqnr_db"], float)
+    return fid["metrics"]
+
+
+@pytest.mark.parametrize("model", [pytest.param("mobilenetv2_100", marks=MNV2_TFLITE), "efficientnet_lite0"])
+def test_tflite_w8a8_keeps_float_top1_on_held_out_photos(assets, tmp_path, monkeypatch, model):
+    result, manifest = _export(assets, tmp_path, monkeypatch, model, "tflite-w8a8")
+    metrics = _check_common(manifest)
     assert manifest["tflite"]["input_dtype"] == "int8" and manifest["tflite"]["output_dtype"] == "int8"
     assert manifest["tflite"]["float_ops"] == {}
-    assert manifest["quantization"]["bias_correction"]["layers"] > 0
+    assert metrics["sqnr_db"] > 15.0
+    assert metrics["top1_agreement"] >= MIN_AGREEMENT, metrics
+
+
+@pytest.mark.parametrize("model", [pytest.param("mobilenetv2_100", marks=MNV2_TRT),
+                                   pytest.param("efficientnet_lite0", marks=LITE0_TRT)])
+def test_tensorrt_w8a8_keeps_float_top1_on_held_out_photos(assets, tmp_path, monkeypatch, model):
+    result, manifest = _export(assets, tmp_path, monkeypatch, model, "tensorrt-w8a8")
+    metrics = _check_common(manifest)
+    assert manifest["onnx_for_engine"]["nodes"]["QuantizeLinear"] > 0
+    assert metrics["sqnr_db"] > 14.0
+    assert metrics["top1_agreement"] >= MIN_AGREEMENT, metrics
