@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+import mobexport
 from mobexport.exporter.errors import UsageError, WeightsError
 from mobexport.exporter.layers.inverted_residual import InvertedResidual
 from mobexport.exporter.layers.se import SqueezeExcite, make_act
@@ -16,8 +18,6 @@ from mobexport.exporter.preprocess import load_images, preprocess
 from mobexport.exporter.specs import Preprocessing
 from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 from mobexport.exporter.weights import get_layout
-
-import mobexport
 
 BASELINES = ["mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100",
              "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]

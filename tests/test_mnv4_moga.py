@@ -10,6 +10,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+import mobexport
 from mobexport.exporter.errors import WeightsError
 from mobexport.exporter.layers.conv import ChannelAffine
 from mobexport.exporter.layers.uib import (
@@ -22,9 +25,6 @@ from mobexport.exporter.models.moga import MB, MoGABlock, MoGASqueezeExcite
 from mobexport.exporter.passes.fold_batchnorm import bn_modules
 from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 from mobexport.exporter.weights import get_layout
-from torch import nn
-
-import mobexport
 
 
 def _deploy_check(block: nn.Module, x: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, nn.Module]:

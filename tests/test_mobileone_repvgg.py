@@ -6,15 +6,15 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import mobexport
 from mobexport.exporter.errors import WeightsError
 from mobexport.exporter.layers.mobileone_block import RepBranchBlock, SqueezeExcite, identity_kernel
 from mobexport.exporter.passes.fold_batchnorm import fold_batchnorm
 from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 from mobexport.exporter.weights import get_layout
-from safetensors.torch import save_file
-from torch import nn
-
-import mobexport
 
 # (in, out, kernel, stride, groups, branches, skip, se_reduced): dw / pw / dense / grouped, k=1/4, SE
 BLOCKS = {

@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+
+import mobexport
 from mobexport.exporter.errors import WeightsError
 from mobexport.exporter.layers.mobilevit import (
     LinearSelfAttention,
@@ -20,8 +22,6 @@ from mobexport.exporter.layers.mobilevit import (
 )
 from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 from mobexport.exporter.weights import get_layout
-
-import mobexport
 
 V1 = ["mobilevitv3_xxs", "mobilevitv3_xs", "mobilevitv3_s",
       "mobilevitv3_xxs_l2", "mobilevitv3_xs_l2", "mobilevitv3_s_l2"]

@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 import torch
+
+import mobexport
 from mobexport.exporter import assets as A
 from mobexport.exporter.errors import CalibrationError, WeightsError
 from mobexport.exporter.preprocess import preprocess
 from mobexport.exporter.specs import Preprocessing
 from mobexport.exporter.testing import rel_max_error
-
-import mobexport
 
 pytestmark = pytest.mark.assets
 

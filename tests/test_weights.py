@@ -8,12 +8,12 @@ import zipfile
 
 import pytest
 import torch
-from mobexport.exporter.errors import WeightsError
-from mobexport.exporter.weights import load_weights, read_state_dict
 from safetensors.torch import save_file
 
 import mobexport
 from mobexport.cli import main
+from mobexport.exporter.errors import WeightsError
+from mobexport.exporter.weights import load_weights, read_state_dict
 
 NAME, FAMILY = "mobileone_s0", "mobileone"
 
