@@ -341,10 +341,11 @@ class TensorRTConverter(Converter):
         info["latency"] = time_engine(engine_path, tuple(state.example_input.shape))
         return {"status": "BUILT_UNVALIDATED", **info, "options": opts}
 
-    def load(self, artifact: Artifact) -> Runner:
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        """On the host the ONNX the engine is built from runs on onnxruntime (an engine runner needs TensorRT)."""
         from .onnx import OnnxRunner
 
-        return OnnxRunner(Path(artifact.path))
+        return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         extras = {"tensorrt_engine": state.reports.get("tensorrt_engine", {}),

@@ -12,6 +12,10 @@ KNOWN: dict[tuple[str, str], str] = {
     ("test_spec_is_complete", "repvgg_b3g2"): "RepVGG-B3g2 exists in the official code but no paper table or README "
                                               "publishes its top-1",
 }
+_V2_SOFTMAX = ("tflite-w8a8 is not full-integer: litert-torch lowers the linear-attention softmax (over the patch "
+               "axis of a [B,1,P,N] tensor) to EXP/REDUCE_MAX, which ai-edge-quantizer 0.10 leaves in float "
+               "(9 EXP + 9 REDUCE_MAX + 18 DEQUANTIZE in MobileViTv3-0.5; SQNR 34 dB, top-1 1.00)")
+KNOWN.update({("test_export_matrix", f"mobilevitv3_{w}:tflite-w8a8"): _V2_SOFTMAX for w in ("0_5", "0_75", "1_0")})
 
 
 def params(test: str, values):
