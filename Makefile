@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-ASSETS ?= .cache/assets
+ASSETS ?= $(CURDIR)/.cache/assets
 # torch must be pinned: any other version pulls GBs of CUDA wheels here. numpy 2.3.5: coremltools 9.0's
 # TorchScript frontend breaks on numpy 2.4 (see shared/specs/export-stack.md).
 PINS := torch==2.13.0 numpy==2.3.5
