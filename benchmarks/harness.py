@@ -176,12 +176,11 @@ def host_info() -> dict[str, str]:
 
 
 def tool_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from mobexport.converters.base import package_versions
 
     out = {"python": platform.python_version()}
-    for dist in ("mobexport", "numpy", "torch", "onnxruntime", "ai-edge-litert", "coremltools", "tensorrt"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[dist] = version(dist)
+    out.update(package_versions(("mobexport", "numpy", "torch", "onnxruntime", "ai-edge-litert", "coremltools",
+                                 "tensorrt")))
     out.update(extra or {})
     return {str(k)[:64]: str(v)[:64] for k, v in out.items()}
 

@@ -130,6 +130,19 @@ class ExportState:
     status: Status = Status.SKIPPED
 
 
+def package_versions(names) -> dict[str, str]:
+    """{distribution: version} for the installed ones among ``names``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 class Converter(ABC):
     format: str = ""
     targets: tuple[Target, ...] = ()
@@ -157,9 +170,11 @@ class Converter(ABC):
         """Format-specific manifest entries (e.g. quantization recipe, edgetpu_cpu_fallback)."""
         return {}
 
+    packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest
+
     def tool_versions(self) -> dict[str, str]:
         """Versions of the backend packages used (recorded in the manifest)."""
-        return {}
+        return package_versions(self.packages)
 
     @abstractmethod
     def is_available(self) -> Availability:

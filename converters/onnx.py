@@ -76,6 +76,7 @@ class OnnxConverter(Converter):
     format = "onnx"
     targets = (Target("onnx-fp32", "onnx", "fp32", "ONNX opset 18, float32, simplified; runs on onnxruntime"),)
     runtime_name = "onnxruntime"
+    packages = ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim")
     extension = ".onnx"
 
     def is_available(self) -> Availability:
@@ -91,16 +92,6 @@ class OnnxConverter(Converter):
         return {"dynamic_batch": bool(getattr(args, "dynamic_batch", False)),
                 "simplifier": getattr(args, "simplifier", DEFAULT_SIMPLIFIER)}
 
-    def tool_versions(self) -> dict[str, str]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = {}
-        for pkg in ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim"):
-            try:
-                out[pkg] = version(pkg)
-            except PackageNotFoundError:
-                pass
-        return out
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         import onnx

@@ -215,6 +215,7 @@ class TFLiteConverter(Converter):
         Target("tflite-w8a8", "tflite", "w8a8", "LiteRT full integer: int8 weights/activations/I-O"),
     )
     runtime_name = "ai-edge-litert"
+    packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")
     extension = ".tflite"
 
     def is_available(self) -> Availability:
@@ -230,16 +231,6 @@ class TFLiteConverter(Converter):
     def options_from_args(self, args) -> dict[str, Any]:
         return {"nhwc": bool(getattr(args, "nhwc", False)), "int8_recipe": getattr(args, "int8_recipe", "aeq")}
 
-    def tool_versions(self) -> dict[str, str]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = {}
-        for pkg in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao"):
-            try:
-                out[pkg] = version(pkg)
-            except PackageNotFoundError:
-                pass
-        return out
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         scheme = state.target.scheme

@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REPARAM_MODELS = ("mobileone_s0", "mobileone_s1", "repvgg_a0", "repvgg_b0")
-INT8_MODELS = ("mobileone_s0", "mobileone_s1", "repvgg_a0", "repvgg_b0", "mobilenetv2_100", "mnv4_conv_s")
+INT8_MODELS = ("mobileone_s0", "mobileone_s1", "repvgg_a0", "repvgg_b0", "mobilenetv2_100", "mobilenetv3_large_100",
+               "efficientnet_lite0", "moga_a", "mnv4_conv_s")
 
 
 def export_train_form(model_name: str, target_id: str, out: Path):

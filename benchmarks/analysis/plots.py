@@ -15,6 +15,15 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def roofline_figure(reports: dict[str, dict], path: str | Path) -> Path:
     """Three panels: (1) each layer of the first model on the roofline at the median RP of the sweep,
     (2) its latency by op type at the lowest and highest RP, (3) predicted latency of every model vs RP."""
@@ -60,12 +69,7 @@ def roofline_figure(reports: dict[str, dict], path: str | Path) -> Path:
     ax.set_ylabel(f"predicted ms at {peak / 1e12:g} TMAC/s")
     ax.set_title("model ranking across ridge points")
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def scatter_predicted_vs_measured(rows: list[dict], path: str | Path, keys=("lut_ms", "roofline_ms")) -> Path:
@@ -86,12 +90,7 @@ def scatter_predicted_vs_measured(rows: list[dict], path: str | Path, keys=("lut
         ax.set_xlabel("measured min latency (ms)")
         ax.set_ylabel(key)
         ax.set_xscale("log" if lim > 50 else "linear")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def finite(x: float) -> bool:
