@@ -65,6 +65,18 @@ def export_all(models, target_ids, out: Path) -> list[Path]:
     return dirs
 
 
+def _quiet_backends() -> None:
+    """The backends' progress bars and warnings drown the demo's own lines; mobexport's notices stay."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    warnings.filterwarnings("ignore")
+    for name in ("torch.onnx", "torch._export", "coremltools", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="mobexport demo")
     ap.add_argument("--runs", type=int, default=1000)
@@ -74,6 +86,7 @@ def main() -> int:
     ap.add_argument("--db", default=str(ROOT / "mobexport-results.db"))
     a = ap.parse_args()
     os.environ.setdefault("MOBEXPORT_ASSETS", str(ROOT / ".cache" / "assets"))  # as `make demo` sets it
+    _quiet_backends()
     from mobexport.benchmarks.harness import BenchConfig, run_benchmarks
     from mobexport.benchmarks.plots import pareto_plot
     from mobexport.benchmarks.store import open_store
