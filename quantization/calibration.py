@@ -97,27 +97,23 @@ def preprocess_image(path: str | os.PathLike, spec) -> np.ndarray:
 
 
 def assets_images_dir() -> Path | None:
-    root = Path(os.environ.get("MOBEXPORT_ASSETS", Path(__file__).resolve().parents[1] / ".cache" / "assets"))
-    d = root / "images"
+    """The photos of ``make assets`` (``exporter.assets.assets_dir()``), or None when not fetched."""
+    from mobexport.exporter.assets import assets_dir
+
+    d = assets_dir() / "images"
     return d if d.is_dir() and any(d.iterdir()) else None
 
 
 def _assets_split(n_calib: int) -> tuple[list[Path], list[Path]] | None:
     """(calibration, held-out) photo paths from ``make assets``; None when the assets are not fetched."""
-    try:
-        from mobexport.exporter.assets import image_paths, split_images
+    from mobexport.exporter.assets import image_paths, split_images
 
-        n = len(image_paths())
-        if n > MIN_HOLDOUT_IMAGES:
-            calib, hold = split_images(min(n_calib, n - MIN_HOLDOUT_IMAGES))
-            return [Path(p) for p in calib], [Path(p) for p in hold]
-    except (ImportError, CalibrationError):
-        pass
-    except Exception:  # the assets module reports a missing folder with its own error type
-        pass
     d = assets_images_dir()
     if d is None:
         return None
+    n = len(image_paths())
+    if n > MIN_HOLDOUT_IMAGES:
+        return split_images(min(n_calib, n - MIN_HOLDOUT_IMAGES))
     return _split(list_images(d))
 
 

@@ -20,15 +20,18 @@ os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 
 def _weights(name: str) -> str | None:
+    """The model's real weights file when the assets have it, else None (random weights)."""
     from mobexport.api import get_spec
-    from mobexport.quantization.calibration import assets_images_dir
+    from mobexport.exporter import assets
+    from mobexport.exporter.errors import WeightsError
 
     spec = get_spec(name)
-    img = assets_images_dir()
-    if spec.default_weights and img is not None:
-        p = img.parent / "weights" / spec.default_weights
-        return str(p) if p.is_file() else None
-    return None
+    if not spec.default_weights:
+        return None
+    try:
+        return str(assets.weights_path(spec.default_weights))
+    except WeightsError:
+        return None
 
 
 def simplifiers(models: list[str]) -> None:

@@ -3,7 +3,6 @@ expected failures."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def assets_dir() -> Path:
-    return Path(os.environ.get("MOBEXPORT_ASSETS", ROOT / ".cache" / "assets"))
-
-
 @pytest.fixture(scope="session")
 def assets() -> Path:
+    from mobexport.exporter.assets import assets_dir
+
     d = assets_dir()
     if not (d / "images").is_dir() or not (d / "weights").is_dir():
         pytest.skip(f"assets not fetched at {d}: run `make assets`")

@@ -21,11 +21,13 @@ TARGETS = [t.id for t in all_targets()]
 EVERY_MODEL = ("onnx-fp32", "tflite-fp32")
 
 
-def representative_models() -> list[str]:
-    """The smallest registered model of each family (by published params)."""
+def representative_models(kind: str | None = None) -> list[str]:
+    """The smallest registered model of each family (by published params), optionally of one kind."""
     best: dict[str, tuple[int, str]] = {}
     for n in MODELS:
         s = mobexport.get_spec(n)
+        if kind and s.kind != kind:
+            continue
         size = s.published.params or 10**12
         if s.family not in best or size < best[s.family][0]:
             best[s.family] = (size, n)

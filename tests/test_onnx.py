@@ -8,26 +8,13 @@ import json
 import numpy as np
 import pytest
 
-import mobexport
 from mobexport.converters import get_converter
 from mobexport.converters.manifest import sha256_path
 from mobexport.converters.pipeline import export
+from tests.test_matrix import representative_models
 
 pytestmark = pytest.mark.skipif(not get_converter("onnx").is_available().ok,
                                 reason=get_converter("onnx").is_available().reason or "onnx unavailable")
-
-
-def representative(kind: str | None = None) -> list[str]:
-    """The smallest registered model of each family (optionally of one kind)."""
-    best: dict[str, tuple[int, str]] = {}
-    for n in mobexport.list_models():
-        s = mobexport.get_spec(n)
-        if kind and s.kind != kind:
-            continue
-        size = s.published.params or 10**12
-        if s.family not in best or size < best[s.family][0]:
-            best[s.family] = (size, n)
-    return sorted(n for _, n in best.values())
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +66,7 @@ def test_dynamic_batch_runs_batch_4(tmp_path):
     assert y.shape == (4, 1000)
 
 
-@pytest.mark.parametrize("model", representative("hybrid")[:1])
+@pytest.mark.parametrize("model", representative_models("hybrid")[:1])
 def test_hybrid_onnx_ok(model, tmp_path):
     r = export(model, "onnx-fp32", out_dir=tmp_path, options={"random_bn_seed": 0})
     assert r.status.value == "OK", r.fidelity
