@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import inspect
 import os
 import platform
 import resource
@@ -234,15 +233,6 @@ def _converter(artifact: Artifact):
     return conv, ""
 
 
-def _load_runner(conv, artifact: Artifact, threads: int | None) -> tuple[Runner, int | None]:
-    """(runner, threads actually requested): passes the thread count when the converter's load takes one."""
-    params = inspect.signature(conv.load).parameters
-    for key in ("threads", "num_threads"):
-        if key in params:
-            return conv.load(artifact, **{key: threads}), threads
-    return conv.load(artifact), None
-
-
 def _sha256(artifact: Artifact) -> str:
     from mobexport.converters.manifest import sha256_path
 
@@ -266,14 +256,14 @@ def bench_artifact(artifact: Artifact, cfg: BenchConfig) -> BenchOutcome:
     rss.reset()
     t0 = time.perf_counter_ns()
     try:
-        runner, threads = _load_runner(conv, artifact, cfg.threads)
+        runner = conv.load(artifact, threads=cfg.threads)
     except Exception as e:  # the runtime refused the artifact
         return BenchOutcome(model, target, src, Status.LOAD_FAILED, f"{type(e).__name__}: {e}")
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     try:
         return _timed(runner, x_float, cfg, rss, dict(
             model=model, weights=str(m.get("weights") or "unknown")[:256], target=target, artifact_sha256=sha,
-            threads=threads, load_ms=load_ms, validation_status=str(m.get("status", "UNVALIDATED_NO_RUNTIME")),
+            threads=runner.threads, load_ms=load_ms, validation_status=str(m.get("status", "UNVALIDATED_NO_RUNTIME")),
             tool_versions=tool_versions({**(m.get("tool_versions") or {})}), git_commit=_git_commit(m)), src)
     finally:
         runner.close()

@@ -76,6 +76,7 @@ class Runner(ABC):
     runtime: str = ""
     runtime_version: str = ""
     compute_unit: str = "cpu"
+    threads: int | None = None  # intra-op threads the runtime was given (None: the runtime has no such setting)
 
     @abstractmethod
     def native_input(self, x: np.ndarray) -> np.ndarray:
@@ -190,7 +191,8 @@ class Converter(ABC):
         pipeline renames when everything succeeded). Returns the artifact path."""
 
     @abstractmethod
-    def load(self, artifact: Artifact) -> Runner: ...
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        """A Runner for ``artifact``; ``threads`` is the intra-op thread count where the runtime takes one."""
 
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         """Structural problems of the artifact that need no runtime (e.g. BatchNorm left). Empty = fine."""

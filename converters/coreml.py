@@ -321,8 +321,8 @@ class CoreMLConverter(Converter):
             mode="linear_symmetric", dtype="int8", granularity="per_channel"))
         return cto.linear_quantize_weights(mlmodel, cfg)
 
-    def load(self, artifact: Artifact) -> Runner:
-        return CoreMLRunner(Path(artifact.path))
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        return CoreMLRunner(Path(artifact.path))  # Core ML schedules its own threads
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         extras: dict[str, Any] = {"coreml": state.reports.get("coreml", {}),

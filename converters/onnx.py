@@ -30,6 +30,7 @@ class OnnxRunner(Runner):
     runtime = "onnxruntime"
 
     def __init__(self, path: Path, num_threads: int = 1):
+        self.threads = num_threads
         import onnxruntime as ort
 
         so = ort.SessionOptions()

@@ -46,6 +46,7 @@ class TFLiteRunner(Runner):
     runtime = "ai-edge-litert"
 
     def __init__(self, path: Path, num_threads: int = 1):
+        self.threads = num_threads
         from importlib.metadata import version
 
         from ai_edge_litert.interpreter import Interpreter
