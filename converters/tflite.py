@@ -162,6 +162,45 @@ def _activation_qsvs(float_path: Path, state: ExportState) -> dict[str, dict[str
             for i in wanted}
 
 
+AEQ_CHUNK_BYTES = 32 * 1024 * 1024  # ai-edge-quantizer's own "large tensor" threshold
+
+
+@contextlib.contextmanager
+def _aeq_large_weights():
+    """Work around an ai-edge-quantizer 0.10 bug for weights over 32 MiB (RepVGG-B1 and larger: a 2048x512x3x3
+    conv is 37.7 MB): its chunked path flattens the weight to 2-D but broadcasts the rank-4 per-channel scale
+    onto it and raises "input operand has more dimensions than allowed by the axis remapping". Here such a
+    weight is quantized in slices along its leading (output-channel) axis instead, each slice under the
+    threshold, with the same per-channel scales and rounding — the int8 values are identical to the unchunked
+    computation, which the library does for every smaller tensor. Patched only while quantizing."""
+    import dataclasses
+
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
+
+    original = uqt.uniform_quantize
+
+    def sliced(tensor_data, params, is_blockwise_quant=False):
+        if is_blockwise_quant or tensor_data.ndim < 2 or tensor_data.nbytes <= AEQ_CHUNK_BYTES:
+            return original(tensor_data, params, is_blockwise_quant)
+        params = uqt.fix_quantization_params_rank(tensor_data, params)
+        scale, zp = np.asarray(params.scale), np.asarray(params.zero_point)
+        n = tensor_data.shape[0]
+        step = max(1, n * (AEQ_CHUNK_BYTES // 2) // tensor_data.nbytes)
+        parts = []
+        for i in range(0, n, step):
+            sl = slice(i, i + step)
+            parts.append(original(tensor_data[sl], dataclasses.replace(
+                params, scale=scale[sl] if scale.shape[0] == n else scale,
+                zero_point=zp[sl] if zp.shape[0] == n else zp)))
+        return np.concatenate(parts, axis=0)
+
+    uqt.uniform_quantize = sliced
+    try:
+        yield
+    finally:
+        uqt.uniform_quantize = original
+
+
 def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
     """Bias-corrected float .tflite → relative-MSE activation ranges → ai-edge-quantizer static_wi8_ai8."""
     from ai_edge_quantizer import quantizer, recipe
@@ -174,7 +213,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
     try:
         qsvs = _activation_qsvs(float_path, state)
         qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
-        with contextlib.redirect_stdout(sys.stderr):  # it prints a summary; keep stdout clean for --json
+        # it prints a summary; keep stdout clean for --json
+        with contextlib.redirect_stdout(sys.stderr), _aeq_large_weights():
             qt.quantize(qsvs).export_model(str(out_path), overwrite=True)
     finally:
         float_path.unlink(missing_ok=True)

@@ -25,8 +25,3 @@ def params(test: str, values):
         reason = KNOWN.get((test, v))
         out.append(pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else v)
     return out
-_AEQ_AXIS = ("ai-edge-quantizer 0.10 raises 'input operand has more dimensions than allowed by the axis remapping' "
-             "computing quantization parameters for the output of the last dense 3x3 conv of RepVGG-B1/B2 (9.4M+ weights; "
-             "MobileOne-S2 with 2048 channels passes); "
-             "onnx-fp32 and tflite-fp32 convert and validate")
-KNOWN.update({("test_export_matrix", f"{m}:tflite-w8a8"): _AEQ_AXIS for m in ("repvgg_b1", "repvgg_b1g2", "repvgg_b1g4", "repvgg_b2")})
