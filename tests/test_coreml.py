@@ -212,3 +212,34 @@ def test_lint_flags_flexible_shape_and_fp32_islands(tmp_path):
     conv_findings = [f for f in report.findings if f.op_type == "conv"]
     assert any(f.layer == "stem" for f in conv_findings)  # the PyTorch layer is named
     assert lint_program(ml._mil_program, expect_fp16=False).reasons() == Counter({"flexible-shape": 1})
+
+
+class AffineInFront(torch.nn.Module):
+    """conv → [per-channel op] → padded stride-2 depthwise conv: a BN there cannot be folded exactly."""
+
+    def __init__(self, folded: bool):
+        super().__init__()
+        from mobexport.exporter.layers.conv import ChannelAffine
+
+        self.stem = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        bn = torch.nn.BatchNorm2d(8).eval()
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+        self.norm = ChannelAffine.from_bn(bn) if folded else bn
+        self.dw = torch.nn.Conv2d(8, 8, 3, 2, 1, groups=8)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.dw(self.norm(torch.relu(self.stem(x)))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("folded", [True, False])
+def test_batch_norm_check_tells_kept_affine_from_unfolded_bn(tmp_path, folded):
+    """coremltools fuses a ChannelAffine (x*s+b) into a batch_norm op: allowed up to the number of affines the
+    deploy model keeps on purpose; a BatchNorm module left in the model is still a finding."""
+    conv = CoreMLConverter()
+    state = make_state("coreml-fp16")
+    state.model = AffineInFront(folded).eval()
+    path = conv.convert(state, tmp_path / "affine.mlpackage")
+    assert op_types(path)["batch_norm"] == 1
+    problems = conv.check_structure(path, state)
+    assert (problems == []) if folded else any("1 batch_norm op(s) left" in p for p in problems)
