@@ -317,3 +317,18 @@ def test_split_images_validates_n_calib(tmp_path):
     for bad in (0, 5, 2.5):
         with pytest.raises(CalibrationError):
             split_images(bad, paths)
+
+
+def test_tf_same_padding_traces_with_fx():
+    """coremltools' int8 activation quantizer (coreml-w8a8) traces with torch.fx; TF-SAME padding reads the
+    input size, so it must be an fx leaf — EfficientNet-Lite failed there before."""
+    import torch.fx
+
+    from mobexport.exporter.layers.tf_padding import TfSameConvNormAct
+
+    m = TfSameConvNormAct(8, 16, kernel_size=3, stride=2).eval()
+    gm = torch.fx.symbolic_trace(m)
+    assert any(n.op == "call_function" and n.target.__name__ == "pad_same" for n in gm.graph.nodes)
+    x = torch.randn(1, 8, 15, 15)
+    torch.testing.assert_close(gm(x), m(x), rtol=0, atol=0)
+    assert gm(x).shape[-2:] == (8, 8)  # TF-SAME: ceil(15 / 2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -31,6 +32,11 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1) -> to
     if top == bottom == left == right == 0:
         return x
     return F.pad(x, (left, right, top, bottom))
+
+
+# a leaf for torch.fx symbolic tracing (coremltools' activation quantizer traces with fx, where the input size
+# is a Proxy that int() cannot read); jit.trace and torch.export still see the plain Pad
+torch.fx.wrap("pad_same")
 
 
 class TfSameConvNormAct(ConvNormAct):
