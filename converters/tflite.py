@@ -12,6 +12,7 @@ softmax) in anything but plain conv nets — see the manifest's ``quantization``
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -213,9 +214,11 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
     try:
         qsvs = _activation_qsvs(float_path, state)
         qt = quantizer.Quantizer(str(float_path), recipe.static_wi8_ai8())
-        # it prints a summary; keep stdout clean for --json
-        with contextlib.redirect_stdout(sys.stderr), _aeq_large_weights():
-            qt.quantize(qsvs).export_model(str(out_path), overwrite=True)
+        verbose = os.environ.get("MOBEXPORT_VERBOSE") == "1"
+        # its summary goes to stderr with --verbose, else nowhere; stdout stays clean for --json
+        with contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO()), _aeq_large_weights():
+            qt.quantize(qsvs, enable_progress_bar=verbose, enable_progress_report=verbose).export_model(
+                str(out_path), overwrite=True)
     finally:
         float_path.unlink(missing_ok=True)
     return {"recipe": "ai-edge-quantizer static_wi8_ai8",

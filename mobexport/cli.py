@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (command, module under mobexport.commands, one-line help)
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                "4 conversion failure, 5 internal error",
     )
     parser.add_argument("--version", action="version", version=f"mobexport {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the backends' own logs, warnings and progress bars (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_text in COMMANDS:
         mod = importlib.import_module(f"mobexport.commands.{module}")
@@ -45,6 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_parser(name, p)
         p.set_defaults(_module=module)
     return parser
+
+
+def quiet_backends() -> None:
+    """Hide what the backends print on their own (TF/absl info logs, torchao's optional-kernel notices,
+    deprecation warnings, tqdm bars): set before any backend is imported. Our own notices, errors and
+    results are unaffected; ``--verbose`` keeps everything."""
+    import logging
+    import warnings
+
+    for key, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("GLOG_minloglevel", "2"), ("TQDM_DISABLE", "1"),
+                       ("LITERT_TORCH_SHOW_PROGRESS", "n")):
+        os.environ.setdefault(key, value)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for name in ("torchao", "coremltools", "onnxscript", "torch.onnx", "torch.utils._pytree", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.verbose:
+        os.environ["MOBEXPORT_VERBOSE"] = "1"
+    else:
+        quiet_backends()
     from mobexport.exporter.errors import MobexportError
 
     mod = importlib.import_module(f"mobexport.commands.{args._module}")
