@@ -163,7 +163,23 @@ def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "st
         if d.size < best[0]:
             best = (d.size, f"{name} (deploy form)", d)
     _, where, d = best
-    raise WeightsError(f"weights in {source} do not match this model; closest layout: {where}: {d.describe()}")
+    raise WeightsError(f"weights in {source} do not match this model; closest layout: {where}: "
+                       f"{_in_file_naming(family, where, d, sd, deploy_sd if 'deploy' in where else train_sd)}")
+
+
+def _in_file_naming(family: str, where: str, d: Diff, sd: StateDict, model_sd: StateDict) -> str:
+    """The differences named as the *file* names its keys: the model's state_dict mapped into the closest
+    layout and compared with the file there (falls back to our naming if that layout cannot map it)."""
+    layout_name = where.split(" (")[0]
+    if layout_name == "mobexport":
+        return d.describe()
+    try:
+        expected = get_layout(family, layout_name).from_ours(model_sd)
+    except Exception:  # a layout that cannot express this model: keep our naming
+        return d.describe() + " (our key names)"
+    file_diff = diff_state_dict(expected, sd)
+    return (file_diff if file_diff.size else d).describe() + (" (the file's key names)" if file_diff.size
+                                                              else " (our key names)")
 
 
 def _strict_load(model: nn.Module, sd: StateDict) -> None:

@@ -223,7 +223,16 @@ def test_wrong_shape_file_fails_clearly(tmp_path):
     sd["classifier.1.weight"] = torch.zeros(10, 1280)
     f = tmp_path / "bad.pth"
     torch.save(sd, f)
-    with pytest.raises(WeightsError, match=r"mis-shaped.*classifier\.weight"):
+    with pytest.raises(WeightsError, match=r"torchvision.*mis-shaped.*classifier\.1\.weight.*the file's key names"):
+        mobexport.create_model("mobilenetv2_100", weights=f)
+
+
+def test_missing_key_named_as_the_file_names_it(tmp_path):
+    sd = get_layout("mobilenetv2", "torchvision").from_ours(mobexport.create_model("mobilenetv2_100").state_dict())
+    del sd["features.18.1.running_var"]
+    f = tmp_path / "truncated.pth"
+    torch.save(sd, f)
+    with pytest.raises(WeightsError, match=r"1 missing \(first: features\.18\.1\.running_var\)"):
         mobexport.create_model("mobilenetv2_100", weights=f)
 
 
