@@ -14,7 +14,8 @@ PYTEST_ARGS ?= -m "not slow"
 help:
 	@echo "make demo   - venv, install, fetch assets, export + validate + benchmark, print results"
 	@echo "make test   - venv, install, fetch assets, lint + layer check + app syntax check + pytest"
-	@echo "make matrix - full models x targets conversion matrix (slow)"
+	@echo "make matrix - full models x targets conversion matrix (slow; resumable, results/matrix.md)"
+	@echo "make bench-export - zoo export times to onnx-fp32, tflite-fp32, tflite-w8a8 (the matrix on those targets)"
 
 install: $(VENV)/.installed
 
@@ -42,6 +43,9 @@ demo: install assets
 
 matrix: install assets
 	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/matrix.py
+
+bench-export: install assets
+	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/bench_export.py zoo
 
 clean:
 	rm -rf $(VENV) exports .pytest_cache mobexport-results.db

@@ -3,6 +3,9 @@
   python scripts/bench_export.py simplifiers [MODEL ...]   onnxslim vs onnxsim: nodes and time per model
   python scripts/bench_export.py int8 [MODEL ...]          tflite-w8a8: ai-edge-quantizer vs PT2E recipe
   python scripts/bench_export.py zoo [--targets ...]       time the whole zoo → onnx-fp32, tflite-fp32, tflite-w8a8
+                                                           (runs scripts/matrix.py on those targets: one
+                                                           recorded table, results/matrix.md, with a per-target
+                                                           export-time summary)
 
 Random weights with BatchNorm statistics randomised (seed 0) unless a model has weights under the assets.
 Prints markdown tables.
@@ -95,14 +98,13 @@ def int8(models: list[str]) -> None:
 
 
 def zoo(targets: list[str], models: list[str]) -> None:
-    import mobexport
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import matrix
 
-    print("| model | target | status | fidelity | MB | float ops | s |")
-    print("|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as out:
-        for name in models or mobexport.list_models():
-            for target in targets:
-                print("| " + " | ".join(_export_row(name, target, out)) + " |", flush=True)
+    patterns = models or ["*"]
+    for pattern in patterns:
+        matrix.main(["--models", pattern, "--targets", *targets])
+    print((matrix.TABLE).read_text())
 
 
 def main(argv=None) -> int:
