@@ -33,14 +33,16 @@ def int8_weight_error(w: torch.Tensor) -> torch.Tensor:
 def _input_means(model: nn.Module, layers: dict[str, nn.Module], images: list[np.ndarray]) -> dict[str, torch.Tensor]:
     sums: dict[str, torch.Tensor] = {}
 
-    def hook(name):
+    def hook(name, channels_last: bool):
         def f(_m, args):
             x = args[0].detach().double()
-            dims = [0, *range(2, x.dim())] if x.dim() > 2 else [0]
+            if channels_last:  # nn.Linear: features are the last dim, whatever the rank ([B, P, N, C] in ViTs)
+                x = x.reshape(-1, x.shape[-1])
+            dims = [0, *range(2, x.dim())]
             sums[name] = sums.get(name, 0) + x.sum(dim=dims) / (x.numel() / x.shape[1])
         return f
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
+    handles = [m.register_forward_pre_hook(hook(n, isinstance(m, nn.Linear))) for n, m in layers.items()]
     try:
         with torch.no_grad():
             for x in images:
