@@ -95,7 +95,15 @@ def quantize_w8a8(model, calibration: list[np.ndarray], example):
         "quantization_scheme": "symmetric", "weight_dtype": "qint8", "activation_dtype": "quint8",
         "weight_per_channel": True, "milestones": [0, 10**9, 10**9, 0]}})
     quantizer = LinearQuantizer(model, cfg)
-    prepared = quantizer.prepare(example_inputs=(example,), inplace=False)
+    try:
+        prepared = quantizer.prepare(example_inputs=(example,), inplace=False)
+    except Exception as e:  # torch.fx cannot trace the model (shape-dependent Python in attention blocks)
+        from mobexport.exporter.errors import ConversionError
+
+        raise ConversionError(
+            f"coreml-w8a8 needs a model torch.fx can trace (coremltools' activation quantizer works on an fx "
+            f"graph); this one is not: {type(e).__name__}: {str(e).splitlines()[0][:160]}",
+            step="quantize", hint="coreml-w8 (--w8, weight-only int8) and coreml-fp16 convert this model") from e
     quantizer.step()
     with torch.no_grad():
         for x in calibration[:CALIBRATION_STEPS]:

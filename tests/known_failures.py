@@ -25,3 +25,10 @@ def params(test: str, values):
         reason = KNOWN.get((test, v))
         out.append(pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else v)
     return out
+_FX = ("coreml-w8a8 calibrates activations with coremltools' torch LinearQuantizer, which needs a torch.fx graph; "
+       "MobileViTv3's unfold/fold branches in Python on the feature-map size, which fx cannot trace "
+       "(TraceError). Clean ConversionError with the hint to use coreml-w8 / coreml-fp16 (both convert). "
+       "The issue asks w8a8 of the convolutional models only")
+KNOWN.update({("test_export_matrix", f"{m}:coreml-w8a8"): _FX for m in (
+    "mobilevitv3_xxs", "mobilevitv3_xs", "mobilevitv3_s", "mobilevitv3_xxs_l2",
+    "mobilevitv3_xs_l2", "mobilevitv3_s_l2", "mobilevitv3_0_5", "mobilevitv3_0_75", "mobilevitv3_1_0")})

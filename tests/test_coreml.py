@@ -243,3 +243,21 @@ def test_batch_norm_check_tells_kept_affine_from_unfolded_bn(tmp_path, folded):
     assert op_types(path)["batch_norm"] == 1
     problems = conv.check_structure(path, state)
     assert (problems == []) if folded else any("1 batch_norm op(s) left" in p for p in problems)
+
+
+class ShapeBranch(TinyConv):
+    def forward(self, x):
+        if x.shape[-1] > 8:  # Python control flow on a shape: torch.fx cannot trace it
+            x = x * 1.0
+        return super().forward(x)
+
+
+def test_w8a8_on_untraceable_model_is_a_clear_conversion_error(tmp_path):
+    from mobexport.exporter.errors import ConversionError
+
+    state = make_state("coreml-w8a8")
+    state.model = ShapeBranch().eval()
+    with pytest.raises(ConversionError, match="torch.fx can trace") as e:
+        CoreMLConverter().convert(state, tmp_path / "x.mlpackage")
+    assert e.value.exit_code == 4 and "--w8" in str(e.value)
+    assert not (tmp_path / "x.mlpackage").exists()

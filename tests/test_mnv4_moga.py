@@ -356,3 +356,28 @@ def test_other_family_weights_are_rejected(tmp_path):
     torch.save({"model_state": mobexport.create_model("moga_a").state_dict()}, path)
     with pytest.raises(WeightsError, match="do not match"):
         mobexport.create_model("moga_b", weights=path)
+
+
+def test_deploy_mqa_with_kept_affine_quantizes_for_coreml_w8a8():
+    """coremltools' int8 activation quantizer (coreml-w8a8) works on a torch.fx graph: the deploy Mobile MQA
+    (kv_stride 2 keeps a ChannelAffine) must trace without shape arithmetic that it would try to observe."""
+    pytest.importorskip("coremltools")
+    import numpy as np
+
+    from mobexport.converters.coreml import quantize_w8a8
+    from mobexport.exporter.layers.uib import MobileMQA
+
+    torch.manual_seed(0)
+    block = MobileMQA(32, heads=2, key_dim=16, kv_stride=2)
+    for m in block.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+    block = mobexport.reparameterize(block.eval())
+    assert isinstance(block.kv_norm, ChannelAffine)
+    calib = [np.random.default_rng(i).standard_normal((1, 32, 8, 8)).astype(np.float32) for i in range(4)]
+    q = quantize_w8a8(block, calib, torch.from_numpy(calib[0]))
+    x = torch.from_numpy(calib[1])
+    with torch.no_grad():
+        ref, out = block(x), q(x)
+    assert out.shape == ref.shape
+    assert F.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.99

@@ -40,17 +40,21 @@ def fuse_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module)
 class ChannelAffine(nn.Module):
     """y = x * scale + shift per channel (dim 1). The deploy form of a BatchNorm with no conv to fold into."""
 
-    def __init__(self, scale: torch.Tensor, shift: torch.Tensor):
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor, spatial_dims: int | None = 2):
         super().__init__()
         self.scale = nn.Parameter(scale.detach().clone())
         self.shift = nn.Parameter(shift.detach().clone())
+        # known rank → a constant view: torch.fx would otherwise trace x.dim() into int nodes, which an
+        # activation quantizer then tries to observe (coreml-w8a8 of MNv4-Hybrid); None: read it from x
+        self.spatial_dims = spatial_dims
 
     @classmethod
     def from_bn(cls, bn: nn.Module) -> ChannelAffine:
-        return cls(*bn_scale_shift(bn))
+        return cls(*bn_scale_shift(bn), spatial_dims={nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}.get(type(bn)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.dim() - 2)
+        rest = self.spatial_dims if self.spatial_dims is not None else x.dim() - 2
+        shape = (1, -1) + (1,) * rest
         return x * self.scale.reshape(shape) + self.shift.reshape(shape)
 
 

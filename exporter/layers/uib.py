@@ -148,7 +148,8 @@ class MobileMQA(Reparameterizable):
         b, _, h, w = q.shape
         if self.q_scale != 1.0:
             q = q * self.q_scale
-        q = q.reshape(b, self.heads, self.key_dim, h * w).transpose(-1, -2)  # (B, heads, HW, d)
+        q = q.reshape(b, self.heads, self.key_dim, -1).transpose(-1, -2)  # (B, heads, HW, d); -1, not h*w: fx
+        # would record h*w as a mul node, and an int8 activation quantizer then observes an int (coreml-w8a8)
         k = k.reshape(b, 1, self.key_dim, -1)  # (B, 1, d, HW'): already Kᵀ, broadcast over heads
         v = v.reshape(b, 1, self.value_dim, -1).transpose(-1, -2)  # (B, 1, HW', dv)
         attn = torch.matmul(q, k).softmax(dim=-1)  # (B, heads, HW, HW')

@@ -14,7 +14,7 @@ def print_json(obj) -> None:
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)  # paths and numbers stay on one line
 
 
 def notice(msg: str) -> None:

@@ -90,7 +90,7 @@ def _render(result) -> None:
         c.print(f"  fidelity ({fid.get('policy_name') or fid.get('precision')}, {fid.get('inputs')}): "
                 f"max_abs {m.get('max_abs', 0):.3g} (range {m.get('output_range', 0):.3g}), "
                 f"cos {m.get('cosine', 0):.6f}, SQNR {m.get('sqnr_db', float('nan')):.1f} dB, top-1 agree "
-                f"{m.get('top1_agreement', 0):.3f}", soft_wrap=True)
+                f"{m.get('top1_agreement', 0):.3f}")
     for f in fid.get("failures", []):
         notice(f"  {result.status.value}: {f}")
     if result.manifest.get("edgetpu_cpu_fallback"):
