@@ -22,21 +22,6 @@ import time
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 
-def _weights(name: str) -> str | None:
-    """The model's real weights file when the assets have it, else None (random weights)."""
-    from mobexport.api import get_spec
-    from mobexport.exporter import assets
-    from mobexport.exporter.errors import WeightsError
-
-    spec = get_spec(name)
-    if not spec.default_weights:
-        return None
-    try:
-        return str(assets.weights_path(spec.default_weights))
-    except WeightsError:
-        return None
-
-
 def simplifiers(models: list[str]) -> None:
     import onnx
     import torch
@@ -68,38 +53,22 @@ def m_spec(name):
     return get_spec(name)
 
 
-def _export_row(name: str, target: str, out: str, **opts) -> list[str]:
-    from mobexport.converters.pipeline import export
-
-    w = _weights(name)
-    options = {"random_bn_seed": None if w else 0, **opts}
-    t0 = time.perf_counter()
-    try:
-        r = export(name, target, weights=w, out_dir=out, options=options)
-    except Exception as e:  # report the failure in the table, keep going
-        return [name, target, "FAILED", f"{type(e).__name__}: {str(e)[:80]}", "", "", f"{time.perf_counter() - t0:.1f}"]
-    m = r.fidelity.get("metrics", {})
-    t = r.manifest.get("tflite", {})
-    return [name, target, r.status.value, f"cos {m.get('cosine', 0):.4f} sqnr {m.get('sqnr_db', 0):.1f} "
-            f"top1 {m.get('top1_agreement', 0):.2f}", f"{r.manifest['size_bytes'] / 1e6:.2f}",
-            ",".join(f"{k}x{v}" for k, v in t.get("float_ops", {}).items()) or "none",
-            f"{time.perf_counter() - t0:.1f}"]
-
-
 def int8(models: list[str]) -> None:
+    import matrix  # this folder: the shared cell runner
+
     print("| model | recipe | status | fidelity (held-out photos) | MB | float ops | s |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as out:
         for name in models:
             for recipe in ("aeq", "pt2e"):
-                row = _export_row(name, "tflite-w8a8", out, int8_recipe=recipe)
-                row[1] = recipe
-                print("| " + " | ".join(row) + " |", flush=True)
+                c = matrix.cell(name, "tflite-w8a8", out, int8_recipe=recipe)
+                ops = ",".join(f"{k}x{v}" for k, v in c.get("float_ops", {}).items()) or "none"
+                print(f"| {name} | {recipe} | {c['status']} | {c['fidelity']} | {c['mb'] or ''} | {ops} | {c['s']} |",
+                      flush=True)
 
 
 def zoo(targets: list[str], models: list[str]) -> None:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import matrix
+    import matrix  # this folder
 
     patterns = models or ["*"]
     for pattern in patterns:

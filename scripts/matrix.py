@@ -35,22 +35,38 @@ def _fidelity(r) -> str:
             f"SQNR {m.get('sqnr_db', 0):.1f} dB, top-1 {m.get('top1_agreement', 0):.2f}")
 
 
-def cell(model: str, target: str, out: str) -> dict:
+def default_weights(model: str) -> str | None:
+    """The model's real weights file when the assets have it, else None (random weights)."""
+    from mobexport.api import get_spec
+    from mobexport.exporter import assets
+    from mobexport.exporter.errors import WeightsError
+
+    spec = get_spec(model)
+    if not spec.default_weights:
+        return None
+    try:
+        return str(assets.weights_path(spec.default_weights))
+    except WeightsError:
+        return None
+
+
+def cell(model: str, target: str, out: str, **options) -> dict:
+    """Export ``model`` to ``target`` (extra pipeline ``options`` allowed) and describe the outcome as one record;
+    a conversion error is a record too. Shared with ``bench_export.py``."""
     from mobexport.converters.pipeline import export
     from mobexport.exporter.errors import MobexportError
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_export import _weights
-
-    w = _weights(model)
+    w = default_weights(model)
     t0 = time.perf_counter()
     row = {"model": model, "target": target, "weights": "real" if w else "random (BN randomised, seed 0)"}
     try:
-        r = export(model, target, weights=w, out_dir=out, options={"random_bn_seed": None if w else 0})
+        r = export(model, target, weights=w, out_dir=out, options={"random_bn_seed": None if w else 0, **options})
     except MobexportError as e:
         status = {3: "UNAVAILABLE", 4: "CONVERT_FAILED"}.get(e.exit_code, type(e).__name__)
         return {**row, "status": status, "fidelity": str(e).splitlines()[0][:100], "mb": None,
                 "s": round(time.perf_counter() - t0, 1)}
+    if "tflite" in r.manifest:
+        row["float_ops"] = r.manifest["tflite"].get("float_ops", {})
     return {**row, "status": r.status.value, "fidelity": _fidelity(r), "mb": round(r.manifest["size_bytes"] / 1e6, 2),
             "s": round(time.perf_counter() - t0, 1)}
 
