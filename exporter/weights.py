@@ -141,14 +141,14 @@ def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "st
         except Exception:  # a mapping that does not apply to this file
             continue
     train_sd = model.state_dict()
-    best: tuple[int, str, Diff] | None = None
+    best: tuple[int, str, str, Diff, StateDict] | None = None  # (size, layout, form, diff, model state)
     for name, cand in candidates:
         d = diff_state_dict(train_sd, cand)
         if d.ok:
             _strict_load(model, cand)
             return f"{name} (train form)"
-        best = min(best or (d.size, f"{name} (train form)", d), (d.size, f"{name} (train form)", d),
-                   key=lambda t: t[0])
+        if best is None or d.size < best[0]:
+            best = (d.size, name, "train", d, train_sd)
     # deploy form: only build it if some candidate could match it
     import copy
 
@@ -161,16 +161,15 @@ def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "st
             _strict_load(model, cand)
             return f"{name} (deploy form)"
         if d.size < best[0]:
-            best = (d.size, f"{name} (deploy form)", d)
-    _, where, d = best
-    raise WeightsError(f"weights in {source} do not match this model; closest layout: {where}: "
-                       f"{_in_file_naming(family, where, d, sd, deploy_sd if 'deploy' in where else train_sd)}")
+            best = (d.size, name, "deploy", d, deploy_sd)
+    _, layout_name, form, d, model_sd = best
+    raise WeightsError(f"weights in {source} do not match this model; closest layout: {layout_name} ({form} form): "
+                       f"{_in_file_naming(family, layout_name, d, sd, model_sd)}")
 
 
-def _in_file_naming(family: str, where: str, d: Diff, sd: StateDict, model_sd: StateDict) -> str:
+def _in_file_naming(family: str, layout_name: str, d: Diff, sd: StateDict, model_sd: StateDict) -> str:
     """The differences named as the *file* names its keys: the model's state_dict mapped into the closest
     layout and compared with the file there (falls back to our naming if that layout cannot map it)."""
-    layout_name = where.split(" (")[0]
     if layout_name == "mobexport":
         return d.describe()
     try:
