@@ -24,12 +24,13 @@ MIN_AGREEMENT = 0.95
 CASES = {"mobilenetv2_100": "mobilenet_v2-b0353104.pth", "efficientnet_lite0": "efficientnet-lite0-57934424.pth"}
 
 
-def _export(assets, tmp_path, monkeypatch, model: str, target: str):
+def _export(assets, tmp_path, monkeypatch, model: str, target: str, **options):
     from mobexport.converters.pipeline import export
 
     monkeypatch.setenv("MOBEXPORT_ASSETS", str(assets))
     monkeypatch.chdir(tmp_path)
-    result = export(model, target, weights=assets / "weights" / CASES[model], out_dir=tmp_path / "out")
+    result = export(model, target, weights=assets / "weights" / CASES[model], out_dir=tmp_path / "out",
+                    options=options)
     return result, json.loads(result.manifest_path.read_text())
 
 
@@ -72,3 +73,18 @@ def test_tensorrt_w8a8_keeps_float_top1_on_held_out_photos(assets, tmp_path, mon
     assert manifest["onnx_for_engine"]["nodes"]["QuantizeLinear"] > 0
     assert metrics["sqnr_db"] > 14.0
     assert metrics["top1_agreement"] >= MIN_AGREEMENT, metrics
+
+
+def test_range_search_brings_int8_closer_to_float(assets, tmp_path, monkeypatch):
+    """--range-search (quantization/range_search.py) on MobileNetV2 tensorrt-w8a8: measured 14.6 -> 16.2 dB
+    held-out SQNR; its ranges reach the Q/DQ model (matched by values in the float ONNX)."""
+    for sub in ("plain", "search"):
+        (tmp_path / sub).mkdir()
+    _, plain = _export(assets, tmp_path / "plain", monkeypatch, "mobilenetv2_100", "tensorrt-w8a8")
+    _, searched = _export(assets, tmp_path / "search", monkeypatch, "mobilenetv2_100", "tensorrt-w8a8",
+                          range_search=True)
+    rep = searched["quantization"]["range_search"]
+    assert rep["backend_tensors_replaced"] > 0 and rep["kl_after"] < rep["kl_before"]
+    assert "range_search" not in plain["quantization"]
+    assert searched["status"] == "OK"
+    assert searched["fidelity"]["metrics"]["sqnr_db"] > plain["fidelity"]["metrics"]["sqnr_db"] + 1.0
