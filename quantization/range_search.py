@@ -186,12 +186,57 @@ def _kl(ref: list[torch.Tensor], out: list[torch.Tensor]) -> float:
 
 
 
+def _collect(sim: _Sim, float_sim: _Sim, points: list[str], xs: list[torch.Tensor], n_search: int):
+    """Range statistics of every point over every calibration image (as the backends compute them), the
+    environments of the first ``n_search`` runs, and the sorted float values of each point on the first image
+    (what the backend's float model computes: from the float weights)."""
+    from .ranges import RangeCollector
+
+    col, envs, signatures = RangeCollector(), [], {}
+    for k, x in enumerate(xs):
+        _, env = sim.run(x, {})
+        for p in points:
+            v = env.get(sim.node[p])
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                col.add(p, v.numpy())
+        if k < n_search:
+            envs.append(env)
+        if k == 0:
+            fenv = float_sim.run(x, {})[1]
+            for p in points:
+                v = fenv.get(float_sim.node[p])
+                if isinstance(v, torch.Tensor) and v.is_floating_point():
+                    signatures[p] = np.sort(v.numpy().astype(np.float32).reshape(-1))
+    return col, envs, signatures
+
+
+def _greedy(sim: _Sim, ranges: dict, chosen: list[str], xs: list[torch.Tensor], ref: list[torch.Tensor]):
+    """Step 3 of the module docstring; updates ``ranges`` in place. (factor per point, KL before, KL after)."""
+    runs = [sim.run(x, ranges) for x in xs]
+    before = _kl(ref, [o for o, _ in runs])
+    envs = [e for _, e in runs]
+    searched = {}
+    for p in chosen:
+        start, base = sim.index[p], ranges[p]
+        best = (1.0, np.inf, envs)
+        for f in FACTORS:
+            trial = {**ranges, p: (base[0] * f, base[1] * f)}
+            outs = [sim.run(x, trial, env, start) for x, env in zip(xs, envs, strict=True)]
+            err = _kl(ref, [o for o, _ in outs])
+            if err < best[1] - 1e-12:
+                best = (f, err, [e for _, e in outs])
+        f, _, envs = best
+        ranges[p] = (base[0] * f, base[1] * f)
+        searched[p] = f
+    after = _kl(ref, [sim.run(x, ranges)[0] for x in xs])
+    return searched, before, after
+
+
 @torch.no_grad()
 def search_ranges(model: nn.Module, reference: nn.Module, images: list[np.ndarray], symmetric: bool = False,
                   max_points: int = MAX_POINTS) -> RangePlan:
     """Loss-aware ranges for ``model`` (the int8 source model) against ``reference`` (the float model)."""
     from .equalization import _trace
-    from .ranges import RangeCollector
 
     t0 = time.perf_counter()
     method = "mse-symmetric" if symmetric else "mse"
@@ -216,22 +261,7 @@ def search_ranges(model: nn.Module, reference: nn.Module, images: list[np.ndarra
     if isinstance(ref[0], (tuple, list)):
         ref = [r[0] for r in ref]
 
-    # ranges over every calibration image, as the backends compute them
-    col, float_envs = RangeCollector(), []
-    for k, x in enumerate(xs):
-        _, env = sim.run(x, {})
-        for p in points:
-            v = env.get(sim.node[p])
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
-                col.add(p, v.numpy())
-        if k < len(search_xs):
-            float_envs.append(env)
-        if k == 0:  # what the backend's float model computes: from the float weights
-            fenv = _Sim(gm_float, symmetric).run(x, {})[1]
-            wanted = set(points)
-            vals = {node.name: v for node, v in fenv.items() if node.name in wanted}
-            plan.signatures = {p: np.sort(v.numpy().astype(np.float32).reshape(-1)) for p, v in vals.items()
-                               if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    col, float_envs, plan.signatures = _collect(sim, _Sim(gm_float, symmetric), points, xs, len(search_xs))
     points = [p for p in points if p in col.lo]
     logits = points[-1]
     ranges = col.ranges(method, open_top=(logits,))
@@ -242,25 +272,7 @@ def search_ranges(model: nn.Module, reference: nn.Module, images: list[np.ndarra
         outs = [sim.run(x, {p: ranges[p]}, env, start)[0] for x, env in zip(search_xs, float_envs, strict=True)]
         share[p] = _kl(ref, outs)
     chosen = sorted(sorted(share, key=share.get, reverse=True)[:max_points], key=sim.index.get)
-    runs = [sim.run(x, ranges) for x in search_xs]
-    before = _kl(ref, [o for o, _ in runs])
-    envs = [e for _, e in runs]
-    searched = {}
-    for p in chosen:
-        start = sim.index[p]
-        base = ranges[p]
-        best = (None, np.inf, None)
-        for f in FACTORS:
-            trial = {**ranges, p: (base[0] * f, base[1] * f)}
-            outs = [sim.run(x, trial, env, start) for x, env in zip(search_xs, envs, strict=True)]
-            err = _kl(ref, [o for o, _ in outs])
-            if err < best[1] - 1e-12:
-                best = (f, err, [e for _, e in outs])
-        f, _, new_envs = best
-        ranges[p] = (base[0] * f, base[1] * f)
-        envs = new_envs
-        searched[p] = f
-    after = _kl(ref, [sim.run(x, ranges, env, 0)[0] for x, env in zip(search_xs, envs, strict=True)])
+    searched, before, after = _greedy(sim, ranges, chosen, search_xs, ref)
     plan.ranges = {p: ranges[p] for p, f in searched.items() if f != 1.0}
     plan.signatures = {p: v for p, v in plan.signatures.items() if p in plan.ranges}
     n = len(search_xs)
