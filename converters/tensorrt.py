@@ -274,8 +274,9 @@ class TensorRTConverter(Converter):
         g.add_argument("--timing-cache", default=None, help="timing cache file (read if present, then written)")
         g.add_argument("--profiling-verbosity", choices=VERBOSITY, default="layer_names_only")
         parser.add_argument("--range-search", action="store_true",
-                            help="with --int8: choose activation ranges by their effect on the class scores "
-                                 "(KL) instead of per tensor; closer int8 outputs, ~20 s more")
+                            help="experimental, with --int8: activation ranges searched for their effect on the "
+                                 "class scores (KL) instead of per tensor; measure before using it "
+                                 "(scripts/int8_agreement.py): +1.2 dB on MobileNetV2, -2 dB on EfficientNet-Lite0")
 
     def options_from_args(self, args) -> dict[str, Any]:
         from mobexport.exporter.errors import UsageError

@@ -282,8 +282,9 @@ class TFLiteConverter(Converter):
                             help="full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 "
                                  "(default, fully int8 for every family), pt2e = litert PT2E (conv nets only)")
         parser.add_argument("--range-search", action="store_true",
-                            help="with --int8: choose activation ranges by their effect on the class scores "
-                                 "(KL) instead of per tensor; closer int8 outputs, ~20 s more")
+                            help="experimental, with --int8: activation ranges searched for their effect on the "
+                                 "class scores (KL) instead of per tensor; measure before using it "
+                                 "(scripts/int8_agreement.py): +1.2 dB on MobileNetV2, -2 dB on EfficientNet-Lite0")
 
     def options_from_args(self, args) -> dict[str, Any]:
         return {"nhwc": bool(getattr(args, "nhwc", False)), "int8_recipe": getattr(args, "int8_recipe", "aeq"),
