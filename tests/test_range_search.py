@@ -104,3 +104,12 @@ def test_untraceable_model_keeps_its_ranges():
     plan = search_ranges(Branchy(), Branchy(), [np.ones((1, 3, 4, 4), np.float32)])
     assert plan.ranges == {} and "torch.fx cannot trace" in plan.report["skipped"]
     assert plan.apply({"t": (0.0, 1.0)}, {"t": np.ones(3)}) == {"t": (0.0, 1.0)}
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "tensorrt"])
+def test_range_search_flag_needs_int8(fmt, tmp_path, capsys):
+    from mobexport.cli import main
+
+    assert main([fmt, "--range-search", "mobileone_mu0", "--out", str(tmp_path)]) == 2
+    assert "--range-search applies to --int8 only" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written

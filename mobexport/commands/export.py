@@ -69,6 +69,10 @@ def run(args) -> int:
         raise UsageError("--report applies to --int8 only")
     options = {"seed": args.seed, "random_bn_seed": args.random_bn_seed,
                "report": bool(getattr(args, "report", False)), **conv.options_from_args(args)}
+    if options.get("range_search") and target.scheme != "w8a8":
+        from mobexport.exporter.errors import UsageError
+
+        raise UsageError("--range-search applies to --int8 only")
     progress = None if args.json or not sys.stderr.isatty() else notice
     result = export(args.model, target.id, weights=args.weights, out_dir=args.out,
                     calibration_dir=getattr(args, "calibration", None), options=options, progress=progress)
