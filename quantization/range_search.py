@@ -110,7 +110,7 @@ def _points(gm) -> list[str]:
         if n.op == "call_module":
             m = mods[n.target]
             if isinstance(m, _FUSED):
-                points.append(n.name)  # not after a conv (those are absorbed below): a value-preserving no-op
+                points.append(n.name)  # not after a conv (those are absorbed below): its own output
                 continue
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 cur = n
