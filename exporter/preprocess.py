@@ -55,8 +55,8 @@ def open_image(image: str | os.PathLike | Any):
         raise UsageError(f"cannot read image {image}: {e}") from None
 
 
-def resize_crop(img: Any, pre: Preprocessing):
-    """Shorter side → ``pre.resize`` (torchvision rounding), then centre crop ``pre.crop``."""
+def resize_shorter(img: Any, pre: Preprocessing):
+    """Shorter side → ``pre.resize`` (torchvision rounding), aspect kept."""
     from PIL import Image
 
     if pre.interpolation not in _RESAMPLE:
@@ -67,27 +67,42 @@ def resize_crop(img: Any, pre: Preprocessing):
         size = (pre.resize, int(pre.resize * h / w))
     else:
         size = (int(pre.resize * w / h), pre.resize)
-    if size != (w, h):
-        img = img.resize(size, resample)
+    return img.resize(size, resample) if size != (w, h) else img
+
+
+def crop_boxes(img: Any, pre: Preprocessing, corners: bool = False) -> list[tuple[int, int, int, int]]:
+    """The centre ``pre.crop`` square of ``img`` (left, top, right, bottom); with ``corners`` also the four
+    corner squares (the ten-crop evaluation's positions)."""
     w, h = img.size
     c = pre.crop
     if c > w or c > h:
         raise UsageError(f"crop {c} is larger than the resized image {w}x{h}")
     top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
-    return img.crop((left, top, left + c, top + c))
+    boxes = [(left, top)] + ([(0, 0), (w - c, 0), (0, h - c), (w - c, h - c)] if corners else [])
+    return [(x, y, x + c, y + c) for x, y in boxes]
 
 
-def preprocess(image: str | os.PathLike | Any, spec: ModelSpec | Preprocessing) -> np.ndarray:
-    """One image → float32 array of shape (1, 3, crop, crop), ready for the model."""
-    pre = _pre(spec)
+def resize_crop(img: Any, pre: Preprocessing):
+    """Shorter side → ``pre.resize`` (torchvision rounding), then centre crop ``pre.crop``."""
+    img = resize_shorter(img, pre)
+    return img.crop(crop_boxes(img, pre)[0])
+
+
+def to_input(img: Any, pre: Preprocessing) -> np.ndarray:
+    """A cropped RGB image → (1, 3, H, W) float32: [0, 1] → channel order → ``(x - mean) / std``."""
     if pre.color not in ("RGB", "BGR"):
         raise UsageError(f"unknown channel order '{pre.color}' (RGB or BGR)")
-    img = resize_crop(open_image(image), pre)
     x = np.asarray(img, dtype=np.float32) / 255.0  # HWC, RGB
     if pre.color == "BGR":
         x = x[:, :, ::-1]
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def preprocess(image: str | os.PathLike | Any, spec: ModelSpec | Preprocessing) -> np.ndarray:
+    """One image → float32 array of shape (1, 3, crop, crop), ready for the model."""
+    pre = _pre(spec)
+    return to_input(resize_crop(open_image(image), pre), pre)
 
 
 def load_images(paths: Iterable[str | os.PathLike | Any], spec: ModelSpec | Preprocessing) -> np.ndarray:

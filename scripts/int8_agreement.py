@@ -27,25 +27,16 @@ DEFAULT_TARGETS = ("tflite-w8a8", "tensorrt-w8a8")
 
 
 def crops(path: Path, spec) -> list[np.ndarray]:
-    """The 5 crops x 2 mirrors of one photo, preprocessed like the model's spec (NCHW float32)."""
-    from PIL import Image
+    """The 5 crops x 2 mirrors of one photo, preprocessed like the model's spec (NCHW float32); the first is
+    exactly what the validator sees."""
+    from mobexport.exporter.preprocess import crop_boxes, open_image, resize_shorter, to_input
 
     pp = spec.preprocessing
-    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[pp.interpolation]
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        s = pp.resize / min(w, h)
-        im = im.resize((max(pp.crop, round(w * s)), max(pp.crop, round(h * s))), resample)
-        w, h, c = im.size[0], im.size[1], pp.crop
-        out = []
-        for left, top in (((w - c) // 2, (h - c) // 2), (0, 0), (w - c, 0), (0, h - c), (w - c, h - c)):
-            a = np.asarray(im.crop((left, top, left + c, top + c)), dtype=np.float32) / 255.0
-            if pp.color.upper() == "BGR":
-                a = a[..., ::-1]
-            a = (a - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
-            x = a.transpose(2, 0, 1)[None]
-            out += [np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(x[..., ::-1], dtype=np.float32)]
+    img = resize_shorter(open_image(path), pp)
+    out = []
+    for box in crop_boxes(img, pp, corners=True):
+        x = to_input(img.crop(box), pp)
+        out += [x, np.ascontiguousarray(x[..., ::-1])]
     return out
 
 
