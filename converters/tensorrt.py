@@ -132,17 +132,15 @@ def activation_ranges(src: Path, images: list[np.ndarray], spec, plan=None) -> d
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
     inp, names = sess.get_inputs()[0].name, [o.name for o in sess.get_outputs()]
-    col, first = RangeCollector(), {}
-    for k, x in enumerate(images):
+    col = RangeCollector(keep_first=plan is not None)
+    for x in images:
         for name, v in zip(names, sess.run(None, {inp: np.ascontiguousarray(x, np.float32)}), strict=True):
             if np.issubdtype(np.asarray(v).dtype, np.floating):
                 col.add(name, v)
-                if k == 0:
-                    first[name] = np.asarray(v)
     a = max(abs(v) for v in input_range(spec))
     ranges = col.ranges("mse-symmetric", fixed={inp: (-a, a)})
     if plan is not None:  # loss-aware ranges (opt-in): quantization.range_search
-        ranges = plan.apply(ranges, first, keep=(inp, *(o.name for o in m.graph.output[:1])))
+        ranges = plan.apply(ranges, col.first, keep=(inp, *(o.name for o in m.graph.output[:1])))
     return ranges
 
 

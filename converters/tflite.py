@@ -149,18 +149,16 @@ def _activation_qsvs(float_path: Path, state: ExportState, plan=None) -> dict[st
     inp = it.get_input_details()[0]
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     wanted = {inp["index"]} | {o for op in it._get_ops_details() for o in op["outputs"] if o >= 0}
-    col, first = RangeCollector(), {}
-    for k, x in enumerate(_calib_arrays(state)):
+    col = RangeCollector(keep_first=plan is not None)
+    for x in _calib_arrays(state):
         it.set_tensor(inp["index"], x)
         it.invoke()
         for i in wanted:
             col.add(tensors[i]["name"], it.get_tensor(i))
-            if k == 0:
-                first[tensors[i]["name"]] = it.get_tensor(i).copy()
     out_name = it.get_output_details()[0]["name"]
     ranges = col.ranges("mse", fixed={inp["name"]: input_range(state.spec)}, open_top=(out_name,))
     if plan is not None:
-        ranges = plan.apply(ranges, first, keep=(inp["name"], out_name))
+        ranges = plan.apply(ranges, col.first, keep=(inp["name"], out_name))
     ones = {i: (1,) * len(tensors[i]["shape"]) for i in wanted}
     return {tensors[i]["name"]: {"min": np.full(ones[i], ranges[tensors[i]["name"]][0], np.float32),
                                  "max": np.full(ones[i], ranges[tensors[i]["name"]][1], np.float32)}

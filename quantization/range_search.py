@@ -215,7 +215,7 @@ def _collect(sim: _Sim, float_sim: _Sim, points: list[str], xs: list[torch.Tenso
 def _greedy(sim: _Sim, ranges: dict, chosen: list[str], xs: list[torch.Tensor], ref: list[torch.Tensor]):
     """Step 3 of the module docstring; updates ``ranges`` in place. (factor per point, KL before, KL after)."""
     runs = [sim.run(x, ranges) for x in xs]
-    before = _kl(ref, [o for o, _ in runs])
+    before = after = _kl(ref, [o for o, _ in runs])
     envs = [e for _, e in runs]
     searched = {}
     for p in chosen:
@@ -227,10 +227,9 @@ def _greedy(sim: _Sim, ranges: dict, chosen: list[str], xs: list[torch.Tensor], 
             err = _kl(ref, [o for o, _ in outs])
             if err < best[1] - 1e-12:
                 best = (f, err, [e for _, e in outs])
-        f, _, envs = best
+        f, after, envs = best  # FACTORS holds 1.0: ``after`` is always a measured KL
         ranges[p] = (base[0] * f, base[1] * f)
         searched[p] = f
-    after = _kl(ref, [sim.run(x, ranges)[0] for x in xs])
     return searched, before, after
 
 

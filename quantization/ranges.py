@@ -78,15 +78,19 @@ def mse_range(values: np.ndarray, lo: float, hi: float, bins: int = BINS,
 class RangeCollector:
     """Accumulates exact min/max and a random sample of every activation tensor over calibration images."""
 
-    def __init__(self, seed: int = 0, per_image: int = SAMPLES_PER_IMAGE):
+    def __init__(self, seed: int = 0, per_image: int = SAMPLES_PER_IMAGE, keep_first: bool = False):
         self.seed = seed
         self.per_image = per_image
+        self.keep_first = keep_first
+        self.first: dict[str, np.ndarray] = {}  # with keep_first: each tensor's values on the first image
         self.lo: dict[str, float] = {}
         self.hi: dict[str, float] = {}
         self.samples: dict[str, list[np.ndarray]] = {}
         self.weights: dict[str, list[np.ndarray]] = {}
 
     def add(self, name: str, x: np.ndarray) -> None:
+        if self.keep_first and name not in self.first:
+            self.first[name] = np.array(x, copy=True)
         x = np.asarray(x, dtype=np.float32).reshape(-1)
         if not x.size:
             return

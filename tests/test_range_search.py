@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mobexport.quantization.range_search import RangePlan, _kl, _points, _Sim, search_ranges
+from mobexport.quantization.range_search import RangePlan, _collect, _kl, _points, _Sim, search_ranges
 
 
 class Tiny(nn.Module):
@@ -60,7 +60,7 @@ def test_search_result_is_what_the_simulation_scores(tiny):
     assert "head" not in plan.ranges  # the logits' range is never searched
     # rerun the simulation from scratch with the plan's ranges on top of the starting ones: the reported KL
     sim = _Sim(_trace(_int8_weights(model)), symmetric=False)
-    start = {p: r for p, r in _start_ranges(sim, images).items()}
+    start = _start_ranges(sim, images)
     xs = [torch.from_numpy(x) for x in images[:8]]
     with torch.no_grad():
         ref = [model(x) for x in xs]
@@ -69,17 +69,10 @@ def test_search_result_is_what_the_simulation_scores(tiny):
 
 
 def _start_ranges(sim, images):
-    from mobexport.quantization.ranges import RangeCollector
-
+    """The search's starting ranges (per-tensor mse over every image), as ``search_ranges`` computes them."""
     points = _points(sim.gm)
-    col = RangeCollector()
     with torch.no_grad():
-        for x in images:
-            env = sim.run(torch.from_numpy(x), {})[1]
-            for p in points:
-                v = env.get(sim.node[p])
-                if isinstance(v, torch.Tensor) and v.is_floating_point():
-                    col.add(p, v.numpy())
+        col, _, _ = _collect(sim, sim, points, [torch.from_numpy(x) for x in images], 0)
     return col.ranges("mse", open_top=(points[-1],))
 
 
