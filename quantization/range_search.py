@@ -187,7 +187,6 @@ def _kl(ref: list[torch.Tensor], out: list[torch.Tensor]) -> float:
     return tot
 
 
-
 def _collect(sim: _Sim, float_sim: _Sim, points: list[str], xs: list[torch.Tensor], n_search: int):
     """Range statistics of every point over every calibration image (as the backends compute them), the
     environments of the first ``n_search`` runs, and the sorted float values of each point on the first image
@@ -266,7 +265,7 @@ def search_ranges(model: nn.Module, reference: nn.Module, images: list[np.ndarra
     points = [p for p in points if p in col.lo]
     logits = points[-1]
     ranges = col.ranges(method, open_top=(logits,))
-    # each point's own share of the logit error (that point alone quantized)
+    # each point's own share of the KL (that point alone quantized)
     share = {}
     for p in points[:-1]:
         start = sim.index[p]
