@@ -132,10 +132,17 @@ def _points(gm) -> list[str]:
 
 
 class _Sim:
-    """The traced int8-weight model run node by node, fake-quantizing point outputs; ``run(from_node=k)``
-    reuses the values of the nodes before ``k`` from a stored environment."""
+    """The traced int8-weight model run node by node, fake-quantizing point outputs; ``run(start=k)``
+    reuses the values of the nodes before ``k`` from a stored environment.
+
+    Owns ``gm``: its in-place activations (``nn.ReLU6(inplace=True)``, ``nn.Hardswish(inplace=True)``, ...) are
+    made out-of-place, because a stored environment must keep each node's own value. In place, a resumed run
+    would feed the activation its already-activated input (Hardswish twice) and rewrite the stored tensors."""
 
     def __init__(self, gm, symmetric: bool):
+        for m in gm.modules():
+            if getattr(m, "inplace", False):
+                m.inplace = False
         self.gm, self.symmetric = gm, symmetric
         self.nodes = list(gm.graph.nodes)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
@@ -246,7 +253,7 @@ def search_ranges(model: nn.Module, reference: nn.Module, images: list[np.ndarra
         plan.report["skipped"] = "no calibration images"
         return plan
     try:
-        gm, gm_float = _trace(_int8_weights(model)), _trace(model)
+        gm, gm_float = _trace(_int8_weights(model)), _trace(copy.deepcopy(model))  # copies: _Sim owns them
         points = _points(gm)
     except Exception as e:  # torch.fx raises several types for untraceable code
         plan.report["skipped"] = f"torch.fx cannot trace the model: {type(e).__name__}"

@@ -3,6 +3,8 @@ hand-over to a backend by tensor values. The gain on real weights: tests/test_in
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,29 @@ def _start_ranges(sim, images):
     with torch.no_grad():
         col, _, _ = _collect(sim, sim, points, [torch.from_numpy(x) for x in images], 0)
     return col.ranges("mse", open_top=(points[-1],))
+
+
+def test_resumed_run_equals_a_fresh_one_with_in_place_activations():
+    """The search resumes runs from a stored environment; an in-place Hardswish (MobileNetV3) must not be
+    applied twice to its stored input, nor rewrite the stored tensors, and the caller's model keeps its flags."""
+    from mobexport.quantization.equalization import _trace
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Hardswish(inplace=True), nn.Conv2d(8, 4, 1),
+                          nn.SiLU(inplace=True), nn.Flatten(), nn.Linear(4 * 8 * 8, 5)).eval()
+    images = [np.random.default_rng(k).standard_normal((1, 3, 8, 8)).astype(np.float32) for k in range(4)]
+    sim = _Sim(_trace(copy.deepcopy(model)), symmetric=False)  # _Sim owns what it runs
+    ranges = _start_ranges(sim, images)
+    x = torch.from_numpy(images[0])
+    with torch.no_grad():
+        fresh, env = sim.run(x, ranges)
+        for point in ("_1", "_3"):  # the activations' nodes: where the search resumes for them
+            for _ in range(2):
+                again, _ = sim.run(x, ranges, env, sim.index[point])
+                assert torch.equal(again, fresh)
+        assert torch.allclose(sim.run(x, {})[0], model(x), atol=1e-6)
+    search_ranges(model, model, images, max_points=2)
+    assert model[1].inplace and model[3].inplace
 
 
 def test_backend_tensors_matched_by_values_in_any_layout():
