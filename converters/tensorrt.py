@@ -274,7 +274,7 @@ class TensorRTConverter(Converter):
         parser.add_argument("--range-search", action="store_true",
                             help="experimental, with --int8: activation ranges searched for their effect on the "
                                  "class scores (KL) instead of per tensor; measure before using it "
-                                 "(scripts/int8_agreement.py): +1.3-1.8 dB on MobileNetV2, -1.9 dB on EfficientNet-Lite0")
+                                 "(scripts/int8_agreement.py): +1.3-1.8 dB on MobileNetV2, -0.4 to -0.1 dB on EfficientNet-Lite0")
 
     def options_from_args(self, args) -> dict[str, Any]:
         from mobexport.exporter.errors import UsageError
