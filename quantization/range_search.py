@@ -30,7 +30,7 @@ top-1 agreement with float, plain -> searched): MobileNetV2 tflite-w8a8 18.4 -> 
 tensorrt-w8a8 14.7 -> 16.5 dB, 0.827 -> 0.839; EfficientNet-Lite0 tflite-w8a8 23.1 -> 22.7 dB, 0.946 -> 0.959;
 tensorrt-w8a8 22.0 -> 21.9 dB, 0.944 -> 0.932. It helps where a few tensors dominate the error (MobileNetV2's
 stem) and does nothing measurable where the error is spread out (EfficientNet-Lite0; before the ``MIN_GAIN``
-floor it took noise-level gains on the 8 photos there and cost 1.9 dB). Top-1 agreement moves by up to 3 points
+floor it took sub-1% gains on the 8 photos there and cost 1.9 dB). Top-1 agreement moves by up to 3 points
 between range choices of equal SQNR, so no agreement figure here is an effect of the search. Hence opt-in and
 labelled experimental. Costs about 20 s on MobileNetV2 (one partial pass per point plus
 ``MAX_POINTS x len(FACTORS)``; each pass re-runs only the graph from the point on). A model torch.fx cannot trace keeps its ranges; the report says so.
