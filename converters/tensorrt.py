@@ -324,13 +324,8 @@ class TensorRTConverter(Converter):
 
         from .onnx import OnnxConverter
 
-        model, prep = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")))
-        plan = None
-        if state.options.get("range_search"):
-            from mobexport.quantization.range_search import search_ranges
-
-            plan = search_ranges(model, state.model, state.calibration, symmetric=True)
-            prep["range_search"] = plan.report
+        model, prep, plan = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")),
+                                              bool(state.options.get("range_search")), symmetric=True)
         src = out_path.with_name(out_path.stem + ".float.onnx")
         try:
             OnnxConverter().convert(replace(state, model=model, reports={}, io={}), src)

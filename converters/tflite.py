@@ -210,13 +210,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
 
     from mobexport.quantization.deploy import int8_source_model
 
-    model, prep = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")))
-    plan = None
-    if state.options.get("range_search"):  # loss-aware ranges (opt-in): quantization.range_search
-        from mobexport.quantization.range_search import search_ranges
-
-        plan = search_ranges(model, state.model, state.calibration)
-        prep["range_search"] = plan.report
+    model, prep, plan = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")),
+                                          bool(state.options.get("range_search")))
     float_path = out_path.with_name(out_path.stem + ".float.tflite")
     _convert_litert(state, model=model).export(str(float_path))
     try:
