@@ -150,6 +150,7 @@ class Converter(ABC):
     runtime_name: str = ""
     default_scheme: str = "fp32"  # the scheme a format subcommand uses when no --fp16/--int8/--w8 is given
     extension: str = ""  # artifact file suffix, e.g. ".onnx", ".tflite", ".mlpackage"
+    range_search: bool = False  # its int8 honours options["range_search"] (quantization.range_search)
 
     # --- CLI hook: format-specific options of `mobexport <format>` (called by commands/export.py) ---
     def add_cli_options(self, parser) -> None:  # noqa: B027 - optional hook

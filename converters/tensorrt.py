@@ -258,6 +258,7 @@ class TensorRTConverter(Converter):
     runtime_name = "onnxruntime (the engine's ONNX)"
     default_scheme = "fp16"
     extension = ".onnx"
+    range_search = True
 
     def is_available(self) -> Availability:
         return Availability.check_modules(["onnx", "onnxruntime"], "tensorrt")
@@ -271,15 +272,11 @@ class TensorRTConverter(Converter):
         g.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace pool (MiB)")
         g.add_argument("--timing-cache", default=None, help="timing cache file (read if present, then written)")
         g.add_argument("--profiling-verbosity", choices=VERBOSITY, default="layer_names_only")
-        parser.add_argument("--range-search", action="store_true",
-                            help="experimental, with --int8: activation ranges searched for their effect on the "
-                                 "class scores (KL) instead of per tensor; measure before using it "
-                                 "(scripts/int8_agreement.py): +1.3-1.8 dB on MobileNetV2, -0.4 to -0.1 dB on EfficientNet-Lite0")
 
     def options_from_args(self, args) -> dict[str, Any]:
         from mobexport.exporter.errors import UsageError
 
-        opts = {k: getattr(args, k) for k in ("workspace_mb", "timing_cache", "profiling_verbosity", "range_search")
+        opts = {k: getattr(args, k) for k in ("workspace_mb", "timing_cache", "profiling_verbosity")
                 if hasattr(args, k)}
         if opts.get("workspace_mb", 1024) < 16:
             raise UsageError(f"--workspace-mb must be >= 16, got {opts['workspace_mb']}")

@@ -264,6 +264,7 @@ class TFLiteConverter(Converter):
     runtime_name = "ai-edge-litert"
     packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")
     extension = ".tflite"
+    range_search = True
 
     def is_available(self) -> Availability:
         return Availability.check_modules(["litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer"],
@@ -274,14 +275,9 @@ class TFLiteConverter(Converter):
         parser.add_argument("--int8-recipe", choices=INT8_RECIPES, default="aeq",
                             help="full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 "
                                  "(default, fully int8 for every family), pt2e = litert PT2E (conv nets only)")
-        parser.add_argument("--range-search", action="store_true",
-                            help="experimental, with --int8: activation ranges searched for their effect on the "
-                                 "class scores (KL) instead of per tensor; measure before using it "
-                                 "(scripts/int8_agreement.py): +1.3-1.8 dB on MobileNetV2, -0.4 to -0.1 dB on EfficientNet-Lite0")
 
     def options_from_args(self, args) -> dict[str, Any]:
-        return {"nhwc": bool(getattr(args, "nhwc", False)), "int8_recipe": getattr(args, "int8_recipe", "aeq"),
-                "range_search": bool(getattr(args, "range_search", False))}
+        return {"nhwc": bool(getattr(args, "nhwc", False)), "int8_recipe": getattr(args, "int8_recipe", "aeq")}
 
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
