@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from matrix import default_weights
 
     from mobexport.api import create_model, get_spec, reparameterize
-    from mobexport.converters import get_converter
+    from mobexport.converters import get_converter, resolve_target
     from mobexport.converters.base import Artifact
     from mobexport.converters.pipeline import export
     from mobexport.quantization.calibration import image_sets
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             for search in ((False, True) if args.range_search else (False,)):
                 with tempfile.TemporaryDirectory() as tmp:
                     r = export(model, target, weights=weights, out_dir=tmp, options={"range_search": search})
-                    runner = get_converter(target.split("-")[0]).load(Artifact(target, Path(r.artifact)))
+                    runner = get_converter(resolve_target(target).format).load(Artifact(target, Path(r.artifact)))
                     out = np.concatenate([np.asarray(runner.run(x), np.float32).reshape(1, -1) for x in xs])
                 k = int((out.argmax(1) == ref.argmax(1)).sum())
                 lo, hi = wilson(k, len(xs))
