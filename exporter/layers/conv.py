@@ -87,7 +87,7 @@ class ConvNormAct(Reparameterizable):
         w, b = fuse_conv_bn(self.conv.weight, self.conv.bias, self.bn)
         c = self.conv
         fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
-                          dilation=c.dilation, groups=c.groups, bias=True)
+                          dilation=c.dilation, groups=c.groups, bias=True).to(c.weight)  # keep dtype/device
         fused.weight.copy_(w)
         fused.bias.copy_(b)
         self.conv = fused

@@ -49,7 +49,7 @@ def _fold_input_affine(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor
     if conv.kernel_size != (1, 1) or conv.groups != 1:
         raise ValueError("an input affine folds exactly only into an unpadded 1×1 dense conv")
     w = conv.weight  # (O, I, 1, 1)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, conv.stride, 0, bias=True)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, conv.stride, 0, bias=True).to(w)  # dtype/device
     fused.weight.copy_(w * scale.reshape(1, -1, 1, 1))
     bias = w[:, :, 0, 0] @ shift
     fused.bias.copy_(bias if conv.bias is None else bias + conv.bias)
@@ -170,7 +170,7 @@ class MobileMQA(Reparameterizable):
             return
         scale, shift = bn_scale_shift(self.norm)
         self.query = _fold_input_affine(self.query, scale, shift)
-        _scale_conv_out(self.query, torch.full((self.query.out_channels,), self.q_scale))
+        _scale_conv_out(self.query, self.query.weight.new_full((self.query.out_channels,), self.q_scale))
         self.q_scale = 1.0
         if isinstance(self.key_down, nn.Identity):  # kv_stride 1: K/V are 1×1 convs of the normed input
             self.key = _fold_input_affine(self.key, scale, shift)
