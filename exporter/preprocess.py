@@ -1,7 +1,8 @@
 """Image → network input exactly as a model's ``Preprocessing`` says (the torchvision/timm eval recipe).
 
 resize the shorter side to ``resize`` (aspect kept, PIL resampling with antialiasing, as torchvision's
-``Resize`` on PIL images) → centre crop ``crop``×``crop`` → [0, 1] → channel order (RGB or BGR) →
+``Resize`` on PIL images; scaled up further only where the (H, W) crop would not fit) → centre crop H×W
+(``crop_hw``; square for the zoo's registered specs) → [0, 1] → channel order (RGB or BGR) →
 ``(x - mean) / std`` → NCHW float32. Grey, grey+alpha, palette, RGBA, CMYK and 16-bit images are converted
 to 8-bit RGB first (alpha is dropped, like ``Image.convert("RGB")``). Pillow is imported lazily.
 """
@@ -56,7 +57,8 @@ def open_image(image: str | os.PathLike | Any):
 
 
 def resize_shorter(img: Any, pre: Preprocessing):
-    """Shorter side → ``pre.resize`` (torchvision rounding), aspect kept."""
+    """Shorter side → ``pre.resize`` (torchvision rounding), aspect kept; if the (H, W) crop would not fit
+    (a non-square crop, or ``resize`` below the crop), scaled up just enough that it does."""
     from PIL import Image
 
     if pre.interpolation not in _RESAMPLE:
@@ -67,23 +69,27 @@ def resize_shorter(img: Any, pre: Preprocessing):
         size = (pre.resize, int(pre.resize * h / w))
     else:
         size = (int(pre.resize * w / h), pre.resize)
+    ch, cw = pre.crop_hw
+    if size[0] < cw or size[1] < ch:
+        s = max(cw / w, ch / h)
+        size = (max(cw, int(round(w * s))), max(ch, int(round(h * s))))
     return img.resize(size, resample) if size != (w, h) else img
 
 
 def crop_boxes(img: Any, pre: Preprocessing, corners: bool = False) -> list[tuple[int, int, int, int]]:
-    """The centre ``pre.crop`` square of ``img`` (left, top, right, bottom); with ``corners`` also the four
-    corner squares (the ten-crop evaluation's positions)."""
+    """The centre H×W crop (``pre.crop_hw``) of ``img`` as (left, top, right, bottom); with ``corners`` also
+    the four corner crops (the ten-crop evaluation's positions)."""
     w, h = img.size
-    c = pre.crop
-    if c > w or c > h:
-        raise UsageError(f"crop {c} is larger than the resized image {w}x{h}")
-    top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
-    boxes = [(left, top)] + ([(0, 0), (w - c, 0), (0, h - c), (w - c, h - c)] if corners else [])
-    return [(x, y, x + c, y + c) for x, y in boxes]
+    ch, cw = pre.crop_hw
+    if cw > w or ch > h:
+        raise UsageError(f"crop {ch}x{cw} (HxW) is larger than the resized image {h}x{w}")
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    boxes = [(left, top)] + ([(0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)] if corners else [])
+    return [(x, y, x + cw, y + ch) for x, y in boxes]
 
 
 def resize_crop(img: Any, pre: Preprocessing):
-    """Shorter side → ``pre.resize`` (torchvision rounding), then centre crop ``pre.crop``."""
+    """Shorter side → ``pre.resize`` (torchvision rounding), then the centre H×W crop (``pre.crop_hw``)."""
     img = resize_shorter(img, pre)
     return img.crop(crop_boxes(img, pre)[0])
 
@@ -100,13 +106,13 @@ def to_input(img: Any, pre: Preprocessing) -> np.ndarray:
 
 
 def preprocess(image: str | os.PathLike | Any, spec: ModelSpec | Preprocessing) -> np.ndarray:
-    """One image → float32 array of shape (1, 3, crop, crop), ready for the model."""
+    """One image → float32 array of shape (1, 3, H, W) (H, W = ``crop_hw``), ready for the model."""
     pre = _pre(spec)
     return to_input(resize_crop(open_image(image), pre), pre)
 
 
 def load_images(paths: Iterable[str | os.PathLike | Any], spec: ModelSpec | Preprocessing) -> np.ndarray:
-    """Several images → float32 array (N, 3, crop, crop)."""
+    """Several images → float32 array (N, 3, H, W)."""
     arrays = [preprocess(p, spec) for p in paths]
     if not arrays:
         raise UsageError("load_images: no images given")

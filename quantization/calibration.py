@@ -71,11 +71,12 @@ def _fallback_preprocess(path: Path, spec) -> np.ndarray:
     with Image.open(path) as im:
         im = im.convert("RGB")
         w, h = im.size
-        s = pp.resize / min(w, h)
-        im = im.resize((max(pp.crop, round(w * s)), max(pp.crop, round(h * s))), resample)
+        ch, cw = pp.crop_hw
+        s = max(pp.resize / min(w, h), cw / w, ch / h)  # shorter side → resize, or more where the crop needs it
+        im = im.resize((max(cw, round(w * s)), max(ch, round(h * s))), resample)
         w, h = im.size
-        left, top = (w - pp.crop) // 2, (h - pp.crop) // 2
-        im = im.crop((left, top, left + pp.crop, top + pp.crop))
+        left, top = (w - cw) // 2, (h - ch) // 2
+        im = im.crop((left, top, left + cw, top + ch))
         a = np.asarray(im, dtype=np.float32) / 255.0
     if pp.color.upper() == "BGR":
         a = a[..., ::-1]

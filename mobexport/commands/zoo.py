@@ -1,4 +1,5 @@
-"""``mobexport list [PATTERN] [--json]`` and ``mobexport info NAME [--json] [--weights FILE]``."""
+"""``mobexport list [PATTERN] [--json]`` and ``mobexport info NAME [--json] [--weights FILE] [--num-classes N]
+[--input-size S|HxW]``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("model", help="model name (canonical or timm alias)")
         p.add_argument("--weights", help="local checkpoint to load (.pt/.pth/.safetensors)")
         p.add_argument("--no-count", action="store_true", help="skip building the model (spec only)")
+        p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                       help="classifier outputs (default: the registered 1000)")
+        p.add_argument("--input-size", default=None, metavar="S|HxW",
+                       help="input height and width, e.g. 192 or 224x288 (default: the registered size)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -47,17 +52,18 @@ def _spec_row(spec) -> dict:
             "published_top1": spec.published.top1, "aliases": list(spec.aliases)}
 
 
-def model_summary(name: str, weights=None) -> dict:
-    """Spec plus measured train/deploy params and deploy MACs (library function used by info and demo)."""
+def model_summary(name: str, weights=None, *, num_classes: int | None = None, input_size=None) -> dict:
+    """Spec (for that shape) plus measured train/deploy params and deploy MACs at that shape (library function
+    used by info and demo). Published/reference numbers stay only where they describe that shape."""
     import torch
 
     from mobexport.api import create_model, get_spec
     from mobexport.exporter.passes.reparameterize import reparameterize
     from mobexport.exporter.profile import count_macs, count_params
 
-    spec = get_spec(name)
+    spec = get_spec(name, num_classes=num_classes, input_size=input_size)
     torch.manual_seed(0)
-    model = create_model(spec.name, weights=weights)
+    model = create_model(spec.name, weights=weights, num_classes=spec.num_classes, input_size=spec.input_size)
     train_params = count_params(model)
     reparameterize(model)
     deploy_params = count_params(model)
@@ -70,18 +76,31 @@ def model_summary(name: str, weights=None) -> dict:
 
 
 def _info(args) -> int:
-    from mobexport.exporter import registry
+    from mobexport.api import get_spec
 
-    spec = registry.get_spec(args.model)
-    d = spec.to_dict() if args.no_count else model_summary(spec.name, args.weights)
+    spec = get_spec(args.model, num_classes=args.num_classes, input_size=args.input_size)
+    d = spec.to_dict() if args.no_count else model_summary(spec.name, args.weights, num_classes=spec.num_classes,
+                                                           input_size=spec.input_size)
     if args.json:
         print_json(d)
         return 0
+    _print_info(spec, d)
+    return 0
+
+
+def _print_info(spec, d: dict) -> None:
+    from mobexport.exporter import registry
+
     c = console()
-    c.print(f"[bold]{spec.name}[/bold]  family={spec.family}  kind={spec.kind}  input={spec.input_size}")
+    c.print(f"[bold]{spec.name}[/bold]  family={spec.family}  kind={spec.kind}  input={spec.input_size}  "
+            f"classes={spec.num_classes}")
+    registered = registry.get_spec(spec.name)
+    if spec != registered:
+        c.print(f"shaped: published/reference numbers describe {registered.num_classes} classes at "
+                f"{'x'.join(map(str, registered.input_size[1:]))} and are shown only where they still apply")
     pp = spec.preprocessing
-    c.print(f"preprocessing: resize {pp.resize} → crop {pp.crop}, {pp.color}, mean={pp.mean}, std={pp.std}, "
-            f"{pp.interpolation}")
+    c.print(f"preprocessing: resize {pp.resize} → crop {'x'.join(map(str, pp.crop_hw))}, {pp.color}, "
+            f"mean={pp.mean}, std={pp.std}, {pp.interpolation}")
     if "measured" in d:
         m = d["measured"]
         c.print(f"params: deploy {m['deploy_params']:,} (train {m['train_params']:,}) · reference "
@@ -95,7 +114,6 @@ def _info(args) -> int:
         c.print("sources: " + "; ".join(spec.sources))
     if "weights" in d:
         c.print(f"weights: {d['weights']['file']} ({d['weights']['layout']})")
-    return 0
 
 
 def _m(v) -> str:
