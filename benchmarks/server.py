@@ -171,8 +171,8 @@ def _result_routes(app, store, max_body: int) -> None:
     def result(result_id: int) -> dict[str, Any]:
         try:
             return store.get(result_id).to_dict(samples=True)
-        except UsageError as e:
-            raise HTTPException(404, str(e)) from None
+        except UsageError:  # its message names the database: the client learns only that the id is unknown
+            raise HTTPException(404, f"no result with id {result_id}") from None
 
 
 def run(app, host: str = "127.0.0.1", port: int = 8765, *, log_level: str = "info") -> None:

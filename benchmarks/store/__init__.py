@@ -22,7 +22,7 @@ from mobexport.exporter.errors import UsageError
 
 from . import schema as sch
 
-__all__ = ["DEFAULT_DB", "ResultStore", "StoredResult", "normalize_url", "open_store"]
+__all__ = ["DEFAULT_DB", "ResultStore", "StoredResult", "normalize_url", "open_store", "redact_url"]
 
 DEFAULT_DB = "mobexport-results.db"
 T = TypeVar("T")
@@ -107,7 +107,7 @@ class ResultStore:
             self.version = self._retry(lambda: self._migrate(migrate_to or sch.LATEST))
         except sa_exc.OperationalError as e:
             self.engine.dispose()
-            raise UsageError(f"cannot open results database {_redact(self.url)}: {str(e.orig or e)[:300]}") from e
+            raise UsageError(f"cannot open results database {redact_url(self.url)}: {str(e.orig or e)[:300]}") from e
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def _migrate(self, to_version: int) -> int:
@@ -160,7 +160,7 @@ class ResultStore:
     def add_lookup_table(self, table: dict[str, Any]) -> int:
         """Store a per-block latency lookup table (``LatencyTable.to_dict()``) with its provenance."""
         if self.version < 3:
-            raise UsageError(f"results database {_redact(self.url)} is at schema v{self.version}; lookup tables "
+            raise UsageError(f"results database {redact_url(self.url)} is at schema v{self.version}; lookup tables "
                              "need v3")
         from mobexport.converters.manifest import git_commit
 
@@ -214,7 +214,7 @@ class ResultStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(sch.results).where(sch.results.c.id == result_id)).mappings().first()
             if row is None:
-                raise UsageError(f"no result with id {result_id} in {self.url}")
+                raise UsageError(f"no result with id {result_id} in {redact_url(self.url)}")
             raw = self._samples_for(conn, [result_id])
         return self._to_stored(dict(row), raw.get(result_id))
 
@@ -248,11 +248,13 @@ class ResultStore:
         return StoredResult(rid, BenchmarkResult(**row))
 
 
-def _redact(url: str) -> str:
-    """The URL without its password."""
+def redact_url(url: str) -> str:
+    """The URL without its password: ``user:***@`` up to the last ``@`` (a password may hold an unescaped one)
+    and ``password=***`` in the query string."""
     import re
 
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def _glob_to_like(pattern: str) -> str:
