@@ -33,6 +33,8 @@ from mobexport.benchmarks.store import open_store
 from mobexport.exporter.errors import UsageError
 
 MAX_BODY = 1 << 20  # 1 MiB
+MAX_MANIFEST = 1 << 20
+MANIFEST = "manifest.json"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
@@ -44,33 +46,48 @@ def check_bind(host: str, token: str | None) -> None:
                          hint="pass --token SECRET (clients send 'Authorization: Bearer SECRET')")
 
 
+def _servable(root: Path, model: str, target: str) -> tuple[Path, dict[str, Any]] | None:
+    """(artifact path, manifest) when ``root/model/target`` is a finished export this server may hand out, else
+    None. Refused: hidden folders (an export's staging or replaced folder), anything resolving outside ``root``,
+    a manifest that is a link, over 1 MiB, not a JSON object, or naming another model/target than its folder,
+    and an artifact that is missing or outside its folder."""
+    if not (_SAFE_NAME.match(model) and _SAFE_NAME.match(target)) or ".." in (model + target):
+        return None
+    folder = (root / model / target).resolve()
+    mf = folder / MANIFEST
+    if not folder.is_relative_to(root) or mf.is_symlink() or not mf.is_file() or mf.stat().st_size > MAX_MANIFEST:
+        return None
+    try:
+        manifest = json.loads(mf.read_bytes())
+    except (OSError, ValueError):
+        return None  # a half-written or foreign file is not an artifact
+    if not isinstance(manifest, dict) or (manifest.get("model"), manifest.get("target")) != (model, target):
+        return None
+    name = manifest.get("artifact")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        return None
+    path = (folder / name).resolve()
+    return (path, manifest) if path.is_relative_to(folder) and path.exists() else None
+
+
 def list_manifests(root: Path) -> list[dict[str, Any]]:
-    out = []
-    for mf in sorted(Path(root).glob("*/*/manifest.json")):
-        try:
-            out.append(json.loads(mf.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue  # a half-written or foreign file is not an artifact
-    return out
+    """The manifests of every export under ``root`` that ``resolve_artifact`` would serve."""
+    root = Path(root).resolve()
+    found = (_servable(root, d.parent.name, d.name) for d in sorted(root.glob("*/*")) if d.is_dir())
+    return [hit[1] for hit in found if hit is not None]
 
 
 def resolve_artifact(root: Path, model: str, target: str) -> tuple[Path, dict[str, Any]]:
-    """(artifact path, manifest) for ``root/model/target``; refuses anything that leaves ``root``."""
+    """(artifact path, manifest) for ``root/model/target``; 400 for a name that is not one, 404 for anything
+    ``_servable`` refuses."""
     from fastapi import HTTPException
 
     if not (_SAFE_NAME.match(model) and _SAFE_NAME.match(target)) or ".." in (model + target):
         raise HTTPException(400, "invalid model or target name")
-    root = Path(root).resolve()
-    folder = (root / model / target).resolve()
-    mf = folder / "manifest.json"
-    if not folder.is_relative_to(root) or not mf.is_file():
+    hit = _servable(Path(root).resolve(), model, target)
+    if hit is None:
         raise HTTPException(404, f"no exported artifact {model}/{target}")
-    manifest = json.loads(mf.read_text())
-    name = str(manifest.get("artifact", ""))
-    path = (folder / name).resolve()
-    if not name or "/" in name or "\\" in name or not path.is_relative_to(folder) or not path.exists():
-        raise HTTPException(404, f"artifact file of {model}/{target} is missing")
-    return path, manifest
+    return hit
 
 
 def _zip_dir(folder: Path) -> Path:
