@@ -205,7 +205,9 @@ def find_artifacts(path: str | os.PathLike) -> list[Artifact]:
     elif (p.parent / MANIFEST).is_file():
         dirs = [p.parent]
     else:
-        dirs = sorted({m.parent for pat in ("*/" + MANIFEST, "*/*/" + MANIFEST) for m in p.glob(pat)})
+        found = {m.parent for pat in ("*/" + MANIFEST, "*/*/" + MANIFEST) for m in p.glob(pat)}
+        # hidden folders are an export's staging or replaced copy (converters/pipeline.py), never a result
+        dirs = sorted(d for d in found if not any(part.startswith(".") for part in d.relative_to(p).parts))
     if not dirs:
         raise UsageError(f"{p} holds no manifest.json: pass an export folder like exports/<model>/<target>")
     out = []

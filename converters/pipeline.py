@@ -147,7 +147,9 @@ class _staging:
             for p in reversed(missing):
                 p.mkdir()
                 self.created.append(p)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
+            _clear_dead_staging(self.final)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-{os.getpid()}-",
+                                              dir=self.final.parent))
         except OSError as e:
             self._cleanup()
             raise UsageError(f"cannot write to output directory {self.final.parent}: {e.strerror or e}",
@@ -165,6 +167,28 @@ class _staging:
                 p.rmdir()  # only if still empty (nothing was published into it)
             except OSError:
                 pass
+
+
+def _clear_dead_staging(final: Path) -> None:
+    """Remove the staging (``.T.tmp-PID-*``) and replaced (``.T.old-PID``) folders of ``final`` left by exports
+    that were killed before their cleanup ran: only those whose process is gone; a running export's stay."""
+    import re
+
+    own = re.compile(rf"\.{re.escape(final.name)}\.(?:tmp|old)-(\d+)(?:-.*)?")
+    for d in final.parent.iterdir():
+        m = own.fullmatch(d.name)
+        if m and d.is_dir() and not d.is_symlink() and not _process_alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number the OS cannot check): keep its folder
+    return True
 
 
 def _publish(staging: Path, final: Path) -> None:
