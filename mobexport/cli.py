@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("tensorrt", "export", "export the ONNX a TensorRT engine is built from (--fp16 / --int8 Q/DQ); engine if TRT exists"),
     ("bench", "bench", "time artifacts on this host (min-of-N round trips), store results"),
     ("results", "results", "show stored results as a table, JSON or plots"),
+    ("eval", "eval", "top-1/top-5 of artifacts and their float model on a labelled folder or CSV, stored"),
     ("serve", "serve", "HTTP server for the companion apps: artifacts out, results in"),
     ("roofline", "analysis", "roofline latency model with a ridge-point sweep"),
     ("predict", "analysis", "predict a model's latency from a per-block lookup table"),

@@ -8,6 +8,7 @@ History:
   v1  results (one row per record, statistics as columns) + samples (raw samples, one JSON row per result)
   v2  results.thermal_state_before / thermal_state_after (the apps report the device's thermal state)
   v3  lookup_tables: per-block latency lookup tables (analysis LUT predictor) with their provenance
+  v4  accuracy: top-1/top-5 of an artifact and its float model on a labelled dataset (store/accuracy.py)
 """
 
 from __future__ import annotations
@@ -82,11 +83,36 @@ def _lut_columns() -> list[sa.Column]:
     ]
 
 
+def _accuracy_columns() -> list[sa.Column]:
+    """v4: one evaluation of one artifact on one labelled dataset (rows written by ``store/accuracy.py``)."""
+    s, f, i = sa.String, sa.Float, sa.Integer
+    metrics = [f"{who}_{m}{b}" for who in ("artifact", "float") for m in ("top1", "top5") for b in ("", "_lo", "_hi")]
+    return [
+        sa.Column("id", i, primary_key=True, autoincrement=True),
+        sa.Column("artifact_sha256", s(64), nullable=False, index=True),
+        sa.Column("model", s(128), nullable=False, index=True),
+        sa.Column("target", s(32), nullable=False),
+        sa.Column("weights", s(256), nullable=False),
+        sa.Column("dataset_path", sa.Text, nullable=False),
+        sa.Column("dataset_fingerprint", s(64), nullable=False),
+        sa.Column("n_images", i, nullable=False),
+        *[sa.Column(n, f, nullable=True) for n in metrics],
+        sa.Column("agreement", f, nullable=True),
+        sa.Column("status", s(32), nullable=False),
+        sa.Column("float_status", s(32), nullable=False),
+        sa.Column("notes", sa.Text, nullable=True),
+        sa.Column("tool_versions", sa.Text, nullable=False),  # JSON object
+        sa.Column("git_commit", s(64), nullable=True),
+        sa.Column("timestamp", s(64), nullable=False),
+    ]
+
+
 # The current shape, used for queries and inserts.
 metadata = sa.MetaData()
 results = sa.Table("results", metadata, *_v1_result_columns(), *_v2_result_columns())
 samples = sa.Table("samples", metadata, *_samples_columns())
 lookup_tables = sa.Table("lookup_tables", metadata, *_lut_columns())
+accuracy = sa.Table("accuracy", metadata, *_accuracy_columns())
 version_table = sa.Table(VERSION_TABLE, metadata, sa.Column("id", sa.Integer, primary_key=True),
                          sa.Column("version", sa.Integer, nullable=False))
 
@@ -109,6 +135,12 @@ def _m3_lookup_tables(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+def _m4_accuracy(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("accuracy", md, *_accuracy_columns())
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -120,6 +152,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results + raw samples", _m1_initial),
     Migration(2, "thermal state columns", _m2_thermal_state),
     Migration(3, "per-block latency lookup tables", _m3_lookup_tables),
+    Migration(4, "accuracy on labelled datasets", _m4_accuracy),
 )
 LATEST = MIGRATIONS[-1].version
 
