@@ -8,7 +8,10 @@
   GET  /api/v1/results[?model=&target=&harness=&limit=]   records (no raw samples)
   GET  /api/v1/results/{id}                               one record with its raw samples
 
-With a token set, every endpoint needs ``Authorization: Bearer <token>`` (401 otherwise). A POST body over
+With a token set, every endpoint needs ``Authorization: Bearer <token>`` (401 otherwise). A request from
+another web origin (an ``Origin`` header naming another site) is refused with 403, and so is, without a token,
+one addressed to a host name other than 127.0.0.1/localhost (DNS rebinding); a POST not declared
+``application/json`` is refused with 415 (what a web page could send cross-site without a preflight). A POST body over
 1 MiB is refused with 413 before it is read in full; malformed JSON → 400; a schema violation → 422 with the
 reason. A record is stored in one transaction or not at all. Binds 127.0.0.1 unless told otherwise, and any
 other host requires a token.
@@ -99,6 +102,37 @@ def _zip_dir(folder: Path) -> Path:
     return Path(tmp)
 
 
+def _check_origin(request, *, loopback_only: bool) -> None:
+    """403 for what a web page in the user's browser could send: a request whose ``Origin`` is another site
+    (the apps and ``bench --post`` send none), and, on a server without a token (loopback only), a request
+    addressed to any other host name: a DNS-rebound page reaches 127.0.0.1 under its own name."""
+    from fastapi import HTTPException
+
+    host = request.headers.get("host", "")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/").lower() != f"{request.url.scheme}://{host}".lower():
+        raise HTTPException(403, "cross-origin requests are refused")
+    if loopback_only and _host_name(host) not in LOOPBACK:
+        raise HTTPException(403, f"this server answers only to 127.0.0.1/localhost, not '{_host_name(host)[:64]}'")
+
+
+def _host_name(host: str) -> str:
+    """``Host`` header without its port (``[::1]:8765`` → ``::1``)."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _require_json(request) -> None:
+    """415 unless the body is declared JSON: a form or ``text/plain`` is what a web page can post cross-site
+    without asking first (a CORS "simple request")."""
+    from fastapi import HTTPException
+
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise HTTPException(415, "send the record as Content-Type: application/json")
+
+
 async def _read_limited(request, limit: int) -> bytes:
     from fastapi import HTTPException
 
@@ -120,6 +154,7 @@ def create_app(db_url: str | None = None, *, token: str | None = None, artifacts
     store = open_store(db_url)
 
     def auth(request: Request) -> None:
+        _check_origin(request, loopback_only=token is None)
         if token is None:
             return
         given = request.headers.get("authorization", "")
@@ -166,6 +201,7 @@ def _result_routes(app, store, max_body: int) -> None:
 
     @app.post("/api/v1/results", status_code=201)
     async def post_result(request: Request) -> dict[str, Any]:
+        _require_json(request)
         body = await _read_limited(request, max_body)
         try:
             payload = json.loads(body)

@@ -93,7 +93,8 @@ def test_bad_posts_are_refused_and_nothing_is_written(server):
     ep = f"{url}/api/v1/results"
     assert httpx.post(ep, json=good).status_code == 401
     assert httpx.post(ep, json=good, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert httpx.post(ep, content=b"{not json", headers=AUTH).status_code == 400
+    json_auth = {**AUTH, "Content-Type": "application/json"}
+    assert httpx.post(ep, content=b"{not json", headers=json_auth).status_code == 400
     r = httpx.post(ep, json={**good, "harness": "browser"}, headers=AUTH)
     assert r.status_code == 422 and "harness" in r.json()["detail"]
     r = httpx.post(ep, json={k: v for k, v in good.items() if k != "min_ms"}, headers=AUTH)
@@ -104,7 +105,7 @@ def test_bad_posts_are_refused_and_nothing_is_written(server):
     def chunks():  # no Content-Length: the limit applies while streaming
         for _ in range(40):
             yield b" " * 65536
-    assert httpx.post(ep, content=chunks(), headers=AUTH).status_code == 413
+    assert httpx.post(ep, content=chunks(), headers=json_auth).status_code == 413
     assert store.count() == 0
     assert httpx.get(f"{url}/api/v1/results", headers=AUTH).json() == []
 
