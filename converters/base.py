@@ -129,6 +129,8 @@ class ExportState:
     artifact: Artifact | None = None
     reports: dict[str, Any] = field(default_factory=dict)
     status: Status = Status.SKIPPED
+    source: Any = None  # exporter.source.ModelSource: zoo name, user factory or in-memory module
+    labels: list[str] | None = None  # class names, embedded in the artifact and the manifest
 
 
 def package_versions(names) -> dict[str, str]:
@@ -201,6 +203,11 @@ class Converter(ABC):
 
     def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:  # noqa: B027
         """Write the manifest's metadata into the artifact where the format allows."""
+
+    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
+        """The key/value metadata embedded by ``embed_metadata`` (``mobexport.labels`` holds the class names as
+        JSON), read back from the artifact itself. Empty where the format has no place for it."""
+        return {}
 
 
 # ---------------------------------------------------------------- backend failure → layer

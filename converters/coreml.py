@@ -356,6 +356,11 @@ class CoreMLConverter(Converter):
         shutil.rmtree(artifact_path)
         tmp.rename(artifact_path)
 
+    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
+        import coremltools as ct
+
+        return dict(ct.models.MLModel(str(artifact_path), skip_model_load=True).user_defined_metadata)
+
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         return structure_problems(Path(artifact_path), state)
 

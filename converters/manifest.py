@@ -70,23 +70,49 @@ def default_io(state) -> dict[str, Any]:
 def describe(state, converter) -> dict[str, Any]:
     """The part of the manifest known before validation (also what gets embedded in the artifact)."""
     pp = state.spec.preprocessing
+    src = state.source.to_dict() if state.source is not None else {"kind": "zoo", "name": state.model_name}
     return {
         "manifest_version": MANIFEST_VERSION,
         "model": state.model_name,
         "family": state.spec.family,
+        "model_source": src,
         "target": state.target.id,
         "format": state.target.format,
         "scheme": state.target.scheme,
         "weights": state.weights_tag,
+        "random_weights": random_weights(state),
+        "num_classes": state.spec.num_classes or None,
+        "input_size": list(state.spec.input_size),
+        "labels": state.labels,
         "input": state.io["inputs"][0],
         "inputs": state.io["inputs"],
         "outputs": state.io["outputs"],
         "output_names": [o["name"] for o in state.io["outputs"]],
-        "preprocessing": {"resize": pp.resize, "crop": pp.crop, "mean": list(pp.mean), "std": list(pp.std),
+        "preprocessing": {"resize": pp.resize, "crop": pp.crop if isinstance(pp.crop, int) else list(pp.crop), "mean": list(pp.mean), "std": list(pp.std),
                           "color": pp.color, "interpolation": pp.interpolation, "scale": 1 / 255},
         "tool_versions": {**base_tool_versions(), **converter.tool_versions()},
         "git_commit": git_commit(),
     }
+
+
+def random_weights(state) -> dict[str, Any] | None:
+    """{"seed", "note"} when the weights are the zoo's deterministic random ones, else None."""
+    from mobexport.exporter.source import RANDOM_NOTE, is_random_tag
+
+    if state.weights is not None or not is_random_tag(state.weights_tag):
+        return None
+    seed = state.options.get("random_bn_seed")
+    seed = int(state.options.get("seed", 0) if seed is None else seed)
+    return {"seed": seed, "note": f"random weights (seed {seed}): {RANDOM_NOTE}"}
+
+
+def user_fields(state) -> dict[str, Any]:
+    """Manifest-only fields (not embedded in the artifact: local paths stay on this host)."""
+    w = state.weights
+    return {"weights_path": str(Path(w).resolve()) if w else None,
+            "weights_sha256": sha256_path(w) if w else None,
+            "weights_loaded_as": state.reports.get("loaded_from"),
+            "passes": state.reports.get("passes")}
 
 
 def embeddable(desc: dict[str, Any]) -> dict[str, str]:

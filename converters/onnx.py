@@ -170,6 +170,11 @@ class OnnxConverter(Converter):
         model.producer_name = "mobexport"
         onnx.save(model, str(artifact_path))
 
+    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         return {"onnx": state.reports.get("onnx", {})}
 

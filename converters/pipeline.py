@@ -12,6 +12,7 @@ manifest says ``"status": "MISMATCH"`` and ``ExportResult.exit_code`` is 1.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from mobexport.exporter.errors import (
     UnsupportedOpError,
     UsageError,
 )
+from mobexport.exporter.source import check_labels
 from mobexport.exporter.status import Status
 
 from . import get_converter, manifest, resolve_target
@@ -66,33 +68,50 @@ class ExportResult:
                 "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "exit_code": self.exit_code}
 
 
-def export(model_name: str, target_id: str, *, weights: str | os.PathLike | None = None,
+def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = None,
            out_dir: str | os.PathLike = "exports", calibration_dir: str | os.PathLike | None = None,
-           options: dict[str, Any] | None = None,
-           progress: Callable[[str], None] | None = None) -> ExportResult:
-    """Export ``model_name`` to ``target_id`` under ``out_dir/<model>/<target>/``; validate; write the manifest.
+           options: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
+           num_classes: int | None = None, input_size: Any = None, input_shape: tuple[int, ...] | None = None,
+           labels: list[str] | str | os.PathLike | None = None, preprocessing: Any = None,
+           name: str | None = None) -> ExportResult:
+    """Export ``model`` to ``target_id`` under ``out_dir/<name>/<target>/``; validate; write the manifest.
 
-    options: ``random_bn_seed`` (int: randomise BatchNorm statistics of random-weight models so validation
-    is meaningful), ``seed`` (init seed, default 0), ``report`` (int8 per-layer sensitivity), ``tolerances``
-    (validator overrides) and converter options (``nhwc``, ``dynamic_batch``, ``simplifier``, ...).
+    ``model`` is a zoo name (canonical or timm alias), a factory reference (``path/to/file.py:fn`` or
+    ``package.module:fn``: runs that code) or any ``torch.nn.Module`` (exported from a copy; the caller's object
+    is left as it is). ``num_classes`` / ``input_size`` (``S``, ``(H, W)`` or ``"HxW"``) shape a zoo model;
+    ``input_shape=(1, 3, H, W)`` gives a user module's input; ``labels`` is a list of class names or a file
+    with one a line; ``preprocessing`` (a ``Preprocessing``) describes a user module's input pixels (default:
+    ImageNet mean/std, RGB, resize by 256/224 then centre crop).
+
+    options: ``seed`` (random init and example input, default 0), ``random_bn_seed`` (random-weight zoo models
+    get randomized BatchNorm statistics, seed ``seed`` unless given, so that outputs are not degenerate),
+    ``report`` (int8 per-layer sensitivity), ``tolerances`` (validator overrides) and converter options
+    (``nhwc``, ``dynamic_batch``, ``simplifier``, ...).
     """
-    from mobexport.api import get_spec
-
     target = resolve_target(target_id)
     converter = get_converter(target.format)
     avail = converter.is_available()
     if not avail.ok:
         raise TargetUnavailableError(f"{target.id}: {avail.reason}", hint=avail.install_hint or None)
-    spec = get_spec(model_name)
+    source, spec = _resolve_model(model, num_classes=num_classes, input_size=input_size, input_shape=input_shape,
+                                  preprocessing=preprocessing, name=name)
     opts = dict(options or {})
     if calibration_dir is not None and not target.needs_calibration:
         raise UsageError(f"--calibration applies to int8 targets only, not {target.id}")
-    deps = {d: export(spec.name, d, weights=weights, out_dir=out_dir, options=opts, progress=progress)
+    label_list = _labels(labels)
+    if spec.family != CUSTOM:
+        check_labels(label_list, spec.num_classes, spec.name)
+    if weights is not None and not Path(weights).is_file():
+        raise UsageError(f"weights file not found: {weights}")
+    deps = {d: export(model, d, weights=weights, out_dir=out_dir, options=opts, progress=progress,
+                      num_classes=num_classes, input_size=input_size, input_shape=input_shape,
+                      labels=label_list, preprocessing=preprocessing, name=name)
             for d in target.depends_on}
     state = ExportState(model_name=spec.name, target=target, spec=spec,
                         weights=str(weights) if weights is not None else None, options=opts,
                         dependencies={d: Artifact(d, r.artifact, r.manifest_path, r.manifest)
-                                      for d, r in deps.items()})
+                                      for d, r in deps.items()},
+                        source=source, labels=label_list)
     state.options["calibration_dir"] = calibration_dir
     final = Path(out_dir) / spec.name / target.id
     with _staging(final) as staging:
@@ -102,6 +121,150 @@ def export(model_name: str, target_id: str, *, weights: str | os.PathLike | None
     art = final / state.artifact.path.name
     return ExportResult(spec.name, target.id, state.status, art, final / manifest.MANIFEST_NAME,
                         state.artifact.manifest, timings)
+
+
+# ---------------------------------------------------------------- the user's model
+
+CUSTOM = "custom"  # the family of every model that is not from the zoo
+
+
+def _resolve_model(model: Any, *, num_classes, input_size, input_shape, preprocessing, name):
+    """(ModelSource, ModelSpec) for a zoo name, a factory reference or an nn.Module."""
+    from mobexport.exporter.source import ModelSource, check_name, is_factory_ref, load_factory, module_source
+
+    if isinstance(model, str) and not is_factory_ref(model):
+        from mobexport.api import get_spec
+
+        if input_shape is not None:
+            input_size = _size_from_shape(input_shape)
+        if preprocessing is not None:
+            raise UsageError("preprocessing= is for user modules; a zoo model keeps its spec's preprocessing")
+        spec = get_spec(model, num_classes=num_classes, input_size=input_size)
+        source = ModelSource("zoo", spec.name)
+        if name is not None:
+            spec = dataclasses.replace(spec, name=check_name(name))
+        return source, spec
+    if isinstance(model, str):
+        fn, source = load_factory(model)
+        source.factory = fn
+        source.kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    elif _is_module(model):
+        source = module_source(model)
+    else:
+        raise UsageError(f"export() takes a zoo name, a factory reference or a torch.nn.Module, "
+                         f"not {type(model).__name__}")
+    if num_classes is not None and source.kind == "module":
+        raise UsageError("num_classes= is for zoo models and factories; an nn.Module already has its head")
+    shape = input_shape if input_shape is not None else _shape_from_size(input_size)
+    spec = custom_spec(check_name(name or source.name), shape, preprocessing)
+    return source, spec
+
+
+def _is_module(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, torch.nn.Module)
+
+
+def _size_from_shape(shape) -> tuple[int, int]:
+    dims = tuple(shape)
+    if len(dims) not in (3, 4) or (len(dims) == 4 and dims[0] != 1) or dims[-3] != 3:
+        raise UsageError(f"input_shape must be (1, 3, H, W) or (3, H, W), got {dims}")
+    return int(dims[-2]), int(dims[-1])
+
+
+def _shape_from_size(size) -> tuple[int, int, int, int]:
+    from mobexport.exporter.specs import parse_input_size
+
+    if size is None:
+        return (1, 3, 224, 224)
+    h, w = parse_input_size(size) if isinstance(size, str) else ((size, size) if isinstance(size, int) else size)
+    return (1, 3, int(h), int(w))
+
+
+def custom_spec(name: str, input_shape, preprocessing=None):
+    """A ModelSpec for a user module: its input shape and preprocessing; nothing published."""
+    from mobexport.exporter.specs import ModelSpec, Preprocessing
+
+    h, w = _size_from_shape(input_shape)
+    if min(h, w) < 8 or max(h, w) > 4096:
+        raise UsageError(f"input size {h}x{w} out of range (8 to 4096 pixels a side)")
+    if preprocessing is None:
+        preprocessing = Preprocessing(resize=round(min(h, w) * 256 / 224), crop=h if h == w else (h, w))
+    elif isinstance(preprocessing, dict):
+        preprocessing = Preprocessing(**preprocessing)
+    if not isinstance(preprocessing, Preprocessing):
+        raise UsageError(f"preprocessing must be a Preprocessing or a dict, not {type(preprocessing).__name__}")
+    return ModelSpec(name=name, family=CUSTOM, input_size=(3, h, w), preprocessing=preprocessing,
+                     num_classes=0, notes="user model")
+
+
+def _labels(labels) -> list[str] | None:
+    from mobexport.exporter.source import read_labels
+
+    if labels is None:
+        return None
+    if isinstance(labels, (str, os.PathLike)):
+        return read_labels(labels)
+    out = [str(x) for x in labels]
+    if not out or any(not x.strip() for x in out):
+        raise UsageError("labels must be a non-empty list of non-empty class names")
+    return out
+
+
+def model_from_manifest(m: dict[str, Any], weights: str | os.PathLike | None = None):
+    """The float train-form model an artifact was exported from, rebuilt from its manifest (eval mode).
+
+    ``weights`` overrides the manifest's ``weights_path``; it must have the recorded sha256 when one is
+    recorded. An artifact exported from an in-memory module cannot be rebuilt (UsageError)."""
+    src = m.get("model_source") or {"kind": "zoo", "name": m.get("model")}
+    path = weights if weights is not None else m.get("weights_path")
+    if path is not None:
+        want = m.get("weights_sha256")
+        if want and manifest.sha256_path(path) != want:
+            raise UsageError(f"weights {path} differ from the ones the artifact was exported with "
+                             f"(sha256 {want[:12]}…)")
+    if src.get("kind") == "zoo":
+        size = m.get("input_size")
+        rnd = m.get("random_weights") if path is None else None
+        return build_zoo_model(src["name"], weights=path, num_classes=m.get("num_classes") or 1000,
+                               input_size=tuple(size[1:]) if size else None,
+                               seed=int(rnd["seed"]) if rnd else None)[0]
+    if src.get("kind") == "factory":
+        from mobexport.exporter.source import call_factory, load_factory
+
+        fn, source = load_factory(src["ref"])
+        model = call_factory(fn, source, src.get("kwargs", {}).get("num_classes"))
+        if path is not None:
+            _load_user_weights(model, path)
+        return model.float().eval()
+    raise UsageError(f"{m.get('model')}: exported from an in-memory module ({src.get('class', '?')}); "
+                     "pass that module to evaluate it in PyTorch")
+
+
+def build_zoo_model(name: str, *, weights=None, num_classes: int = 1000, input_size=None, seed: int | None = 0):
+    """(train-form zoo model in eval mode, weights tag). Without ``weights`` the model gets the deterministic
+    random weights of ``seed``: seeded init, then randomized BatchNorm statistics (at init they are 0/1 and the
+    outputs degenerate), so the same seed always gives the same model."""
+    import torch
+
+    from mobexport.api import create_model
+    from mobexport.exporter.source import random_weights_tag
+    from mobexport.exporter.testing import randomize_batchnorm
+
+    seed = 0 if seed is None else int(seed)
+    torch.manual_seed(seed)
+    model = create_model(name, weights=weights, num_classes=num_classes, input_size=input_size).eval()
+    if weights is not None:
+        return model, f"{Path(weights).name}@sha256:{manifest.sha256_path(weights)[:12]}"
+    randomize_batchnorm(model, seed)
+    return model, random_weights_tag(seed)
+
+
+def _load_user_weights(model, path) -> str:
+    from mobexport.exporter.weights import load_into, read_state_dict
+
+    return load_into(model, CUSTOM, read_state_dict(path), source=str(path))
 
 
 def _run_steps(state: ExportState, converter: Converter, progress) -> dict[str, float]:
@@ -207,32 +370,83 @@ def _publish(staging: Path, final: Path) -> None:
 def step_load(state: ExportState, converter: Converter) -> None:
     import torch
 
-    from mobexport.api import create_model
-    from mobexport.exporter.testing import randomize_batchnorm
     from mobexport.quantization.calibration import image_sets
 
-    torch.manual_seed(int(state.options.get("seed", 0)))
-    state.train_model = create_model(state.model_name, weights=state.weights).eval()
-    if state.weights is None:
-        state.weights_tag = "random"
-        bn_seed = state.options.get("random_bn_seed")
-        if bn_seed is not None:
-            randomize_batchnorm(state.train_model, int(bn_seed))
-            state.weights_tag = f"random(seed={state.options.get('seed', 0)},bn_seed={bn_seed})"
-    else:
-        state.weights_tag = f"{Path(state.weights).name}@sha256:{manifest.sha256_path(state.weights)[:12]}"
-    g = torch.Generator().manual_seed(int(state.options.get("seed", 0)))
+    seed = int(state.options.get("seed", 0))
+    state.train_model = _load_model(state, seed)
+    g = torch.Generator().manual_seed(seed)
     state.example_input = torch.randn(1, *state.spec.input_size, generator=g)
+    if state.spec.family == CUSTOM:
+        _fill_custom_spec(state)
     sets = image_sets(state.spec, state.options.get("calibration_dir"),
                       required=state.target.needs_calibration)
     state.calibration, state.holdout = sets.calibration, sets.holdout
     state.reports["images"] = sets.describe()
 
 
+def _load_model(state: ExportState, seed: int):
+    """The train-form model of ``state.source`` with its weights; sets ``state.weights_tag``."""
+    src = state.source
+    if src is None or src.kind == "zoo":
+        bn_seed = state.options.get("random_bn_seed")
+        model, state.weights_tag = build_zoo_model(
+            src.name if src else state.spec.name, weights=state.weights, num_classes=state.spec.num_classes,
+            input_size=state.spec.input_size[1:], seed=seed if bn_seed is None else int(bn_seed))
+        return model
+    if src.kind == "factory":
+        from mobexport.exporter.source import call_factory
+
+        model = call_factory(src.factory, src, src.kwargs.get("num_classes"))
+    else:
+        model = copy.deepcopy(src.module)
+    model = model.cpu().float().eval()
+    if state.weights is not None:
+        state.reports["loaded_from"] = _load_user_weights(model, state.weights)
+        state.weights_tag = f"{Path(state.weights).name}@sha256:{manifest.sha256_path(state.weights)[:12]}"
+    elif src.kind == "factory":
+        state.weights_tag = f"as built by {src.ref} (no checkpoint)"
+    else:
+        state.weights_tag = f"in-memory {src.cls}@sha256:{_state_dict_sha256(model)[:12]}"
+    return model
+
+
+def _fill_custom_spec(state: ExportState) -> None:
+    """A user module's class count is what it outputs for the example input; the labels must match it."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = state.train_model(state.example_input)
+    except Exception as e:  # the user's forward failed on the declared input
+        raise UsageError(f"{state.model_name}: forward on an input of shape {tuple(state.example_input.shape)} "
+                         f"failed: {type(e).__name__}: {e}", hint="pass the model's input shape "
+                         "(--input-size HxW / input_shape=(1, 3, H, W))") from e
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"{state.model_name}: the model returns {type(out).__name__}; export needs a module "
+                         "that returns one tensor (wrap it to select the output)")
+    n = int(out.shape[-1]) if out.ndim == 2 else 0
+    state.spec = dataclasses.replace(state.spec, num_classes=n)
+    if state.labels is not None:
+        if n == 0:
+            raise UsageError(f"{state.model_name}: labels need (1, classes) outputs, got {tuple(out.shape)}")
+        check_labels(state.labels, n, state.model_name)
+
+
+def _state_dict_sha256(model) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode() + b"\0" + v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def step_reparameterize(state: ExportState, converter: Converter) -> None:
     from mobexport.exporter.passes.reparameterize import reparameterize
 
-    state.model = reparameterize(copy.deepcopy(state.train_model)).eval()
+    report: dict[str, Any] = {}
+    state.model = reparameterize(copy.deepcopy(state.train_model), report=report).eval()
+    state.reports["passes"] = report
 
 
 def step_fold_batchnorm(state: ExportState, converter: Converter) -> None:
@@ -305,7 +519,7 @@ def step_write_manifest(state: ExportState, converter: Converter) -> None:
     path = state.artifact.path
     reports = {"equivalence": state.reports.get("equivalence"), "images": state.reports.get("images"),
                "structure_problems": state.reports.get("structure"),
-               "sensitivity": state.reports.get("sensitivity")}
+               "sensitivity": state.reports.get("sensitivity"), **manifest.user_fields(state)}
     m = manifest.build_manifest(state.reports["describe"], path, state.reports["fidelity"], state.status.value,
                                 converter.manifest_extras(state, path), reports)
     state.artifact.manifest = m

@@ -370,6 +370,11 @@ class TensorRTConverter(Converter):
             p.key, p.value = k, str(v)
         onnx.save(m, str(artifact_path))
 
+    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         import onnx
 

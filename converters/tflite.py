@@ -348,6 +348,15 @@ class TFLiteConverter(Converter):
         model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [md]
         flatbuffer_utils.write_model(model, str(artifact_path))
 
+    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.read_model(str(artifact_path))
+        for md in model.metadata or []:
+            if md.name == METADATA_NAME.encode():
+                return json.loads(bytes(model.buffers[md.buffer].data).decode())
+        return {}
+
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         info = dict(state.reports.get("tflite", {}))
         extras: dict[str, Any] = {"tflite": info}

@@ -34,14 +34,25 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
     from mobexport.quantization.schemes import FLAG_SCHEMES
 
     p.epilog = EPILOG
-    p.add_argument("model", help="model name (canonical or timm alias); see `mobexport list`")
+    p.add_argument("model", help="a zoo model name (canonical or timm alias; see `mobexport list`), or YOUR model: "
+                                 "path/to/file.py:factory or package.module:factory, a callable that returns the "
+                                 "nn.Module (this imports and runs your code, by design)")
     conv = _converter(name)
     schemes = {t.scheme for t in conv.targets} if conv else set()
     for flag, scheme in FLAG_SCHEMES.items():
         if scheme in schemes:
             p.add_argument(f"--{flag}", action="store_true", help=_FLAG_HELP[flag])
-    p.add_argument("--weights", help="local checkpoint (.pt/.pth/.safetensors); default: random weights "
-                                     "(manifest weights tag 'random')")
+    p.add_argument("--weights", help="local checkpoint (.pt/.pth/.safetensors; a bare or wrapped state_dict as "
+                                     "training code writes it: Lightning, DDP, EMA); default: deterministic random "
+                                     "weights (seed --seed) — latency is real, accuracy is not")
+    p.add_argument("--num-classes", type=int, metavar="N", help="classifier size (a fine-tuned head); zoo models "
+                                                                 "and factories that take num_classes")
+    p.add_argument("--input-size", metavar="S|HxW", help="input resolution (default: the model's); the spec, MACs, "
+                                                         "calibration and validation follow it")
+    p.add_argument("--labels", metavar="FILE", help="class names, one a line: embedded in the artifact and manifest")
+    p.add_argument("--name", help="output name (default: the zoo name or the factory's name)")
+    p.add_argument("--mean", metavar="R,G,B", help="user models: input normalisation mean (default ImageNet)")
+    p.add_argument("--std", metavar="R,G,B", help="user models: input normalisation std (default ImageNet)")
     p.add_argument("--out", default="exports", help="output root; the artifact goes to OUT/<model>/<target>/")
     if "w8a8" in schemes:
         p.add_argument("--calibration", metavar="DIR",
@@ -54,8 +65,9 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
                                 "(scripts/int8_agreement.py): +1.3-1.8 dB on MobileNetV2, -0.4 to -0.1 dB on "
                                 "EfficientNet-Lite0")
     p.add_argument("--random-bn-seed", type=int, default=None, metavar="N",
-                   help="with random weights: randomise BatchNorm statistics (seed N) so validation is meaningful")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random init and the example input")
+                   help="with random weights: the seed of the weights and randomized BatchNorm statistics "
+                        "(default: --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the example input")
     p.add_argument("--json", action="store_true", help="print one JSON object (artifact, manifest, target, "
                                                       "status, fidelity)")
     if conv is not None:
@@ -79,7 +91,9 @@ def run(args) -> int:
                "range_search": bool(getattr(args, "range_search", False)), **conv.options_from_args(args)}
     progress = None if args.json or not sys.stderr.isatty() else notice
     result = export(args.model, target.id, weights=args.weights, out_dir=args.out,
-                    calibration_dir=getattr(args, "calibration", None), options=options, progress=progress)
+                    calibration_dir=getattr(args, "calibration", None), options=options, progress=progress,
+                    num_classes=args.num_classes, input_size=args.input_size, labels=args.labels, name=args.name,
+                    preprocessing=_preprocessing(args))
     if args.json:
         print_json(result.to_json())
     else:
@@ -87,11 +101,51 @@ def run(args) -> int:
     return result.exit_code
 
 
+def _triple(text: str, flag: str) -> tuple[float, float, float]:
+    from mobexport.exporter.errors import UsageError
+
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3:
+        raise UsageError(f"{flag} takes three comma-separated numbers (R,G,B), got '{text}'")
+    return vals
+
+
+def _preprocessing(args):
+    """User models only: a Preprocessing from --mean/--std at the input size (None: the default)."""
+    if args.mean is None and args.std is None:
+        return None
+    from mobexport.exporter.errors import UsageError
+    from mobexport.exporter.source import is_factory_ref
+
+    if not is_factory_ref(args.model):
+        raise UsageError("--mean/--std apply to user models (file.py:factory); zoo models keep their spec's")
+    from mobexport.converters.pipeline import _shape_from_size
+    from mobexport.exporter.specs import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+    _, _, h, w = _shape_from_size(args.input_size)
+    mean = _triple(args.mean, "--mean") if args.mean else IMAGENET_MEAN
+    std = _triple(args.std, "--std") if args.std else IMAGENET_STD
+    return Preprocessing(resize=round(min(h, w) * 256 / 224), crop=h if h == w else (h, w), mean=mean, std=std)
+
+
 def _render(result) -> None:
     c = console()
     fid = result.fidelity
     m = fid.get("metrics", {})
     c.print(f"[bold]{result.model}[/bold] → {result.target}: {result.status.value}")
+    rnd = result.manifest.get("random_weights")
+    if rnd:
+        c.print(f"  [yellow]{rnd['note']}[/yellow] (pass --weights FILE for your checkpoint)")
+    else:
+        c.print(f"  weights: {result.manifest.get('weights')}")
+    src = result.manifest.get("model_source") or {}
+    if src.get("kind") == "factory":
+        c.print(f"  model: {src.get('class')} from {src.get('ref')} (sha256 {str(src.get('file_sha256'))[:12]})")
+    if result.manifest.get("labels"):
+        c.print(f"  labels: {len(result.manifest['labels'])} embedded")
     c.print(f"  artifact: {result.artifact} ({result.manifest.get('size_bytes', 0) / 1e6:.2f} MB)")
     c.print(f"  manifest: {result.manifest_path}")
     if m:
