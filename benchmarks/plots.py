@@ -33,6 +33,75 @@ def model_metric(model: str, y: str) -> float | None:
     return params / 1e6 if params else None
 
 
+def is_random_weights(record: dict[str, Any]) -> bool:
+    acc = record.get("accuracy") or {}
+    return str(record.get("weights", "")).startswith("random") or bool(acc.get("random_weights"))
+
+
+def has_published_weights(record: dict[str, Any]) -> bool:
+    """The record's weights tag names the model's published checkpoint (``ModelSpec.default_weights``, with the
+    sha256 prefix of the fetched file when the tag carries one)."""
+    from mobexport.exporter import registry
+    from mobexport.exporter.assets import WEIGHTS
+
+    try:
+        spec = registry.get_spec(record["model"])
+    except Exception:
+        return False
+    name, _, sha = str(record.get("weights", "")).partition("@sha256:")
+    if not spec.default_weights or Path(name).name != spec.default_weights:
+        return False
+    known = WEIGHTS.get(spec.default_weights)
+    return not sha or known is None or known.sha256.startswith(sha)
+
+
+def _quantized(target: str) -> bool:
+    return target.endswith(("-w8a8", "-w8"))
+
+
+def top1_point(record: dict[str, Any]) -> tuple[float, str] | None:
+    """(top-1 %, source) of a latency record: the measured top-1 of its artifact where an accuracy record is
+    joined ("measured"), else the published top-1 for the published float weights only ("published"); None for
+    random weights, and never the published figure for an int8 / weight-only artifact."""
+    if is_random_weights(record):
+        return None
+    acc = record.get("accuracy") or {}
+    if acc.get("artifact_top1") is not None:
+        return 100 * acc["artifact_top1"], "measured"
+    if _quantized(record["target"]) or not has_published_weights(record):
+        return None
+    v = model_metric(record["model"], "top1")
+    return (v, "published") if v is not None else None
+
+
+def _point(record: dict[str, Any], y: str) -> tuple[float, str] | None:
+    if y == "top1":
+        return top1_point(record)
+    v = model_metric(record["model"], y)
+    return None if v is None else (v, "random weights" if is_random_weights(record) else "params")
+
+
+_STYLE = {"measured": dict(marker="o", label="measured top-1 (mobexport eval)"),
+          "published": dict(marker="^", label="published top-1 (published weights)"),
+          "params": dict(marker="o", label="params"),
+          "random weights": dict(marker="o", facecolors="none", edgecolors="tab:blue", label="random weights")}
+
+
+def _panels(records: list[dict[str, Any]], y: str) -> dict[str, list[tuple[float, float, str, str]]]:
+    """{target: [(min ms, y, model, source)]}: the best latency per model and y source."""
+    best: dict[str, dict[tuple[str, str], tuple[float, float]]] = defaultdict(dict)
+    for r in records:
+        pt = _point(r, y)
+        if pt is None:
+            continue
+        key = (r["model"], pt[1])
+        cur = best[r["target"]].get(key)
+        if cur is None or r["min_ms"] < cur[0]:
+            best[r["target"]][key] = (r["min_ms"], pt[0])
+    return {t: [(ms, v, m, src) for (m, src), (ms, v) in sorted(pts.items())]
+            for t, pts in sorted(best.items()) if pts}
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Points not dominated by any other (lower latency and higher y is better), sorted by latency."""
     front, best = [], float("-inf")
@@ -45,34 +114,40 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def pareto_plot(records: list[dict[str, Any]], out: str | Path, *, y: str = "top1",
                 title: str = "latency vs accuracy") -> Path:
-    """One panel per target: min latency (x) vs published top-1 or params (y), best result per model, with
-    the Pareto front. For ``y='params'`` the front is the smallest model for its latency, so it is inverted."""
+    """One panel per target: min latency (x) vs top-1 or params (y), best result per model, with the Pareto
+    front. Top-1 is the measured one (``mobexport eval``, joined as ``record["accuracy"]``) where it exists,
+    else the published top-1 for the published weights only (triangles); random-weight and int8 artifacts never
+    get the published figure, and random-weight results are left out of the top-1 view (drawn hollow in the
+    params view). For ``y='params'`` the front is the smallest model for its latency, so it is inverted."""
     if y not in ("top1", "params"):
         raise UsageError(f"unknown y axis '{y}' (choose top1 or params)")
-    best: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in records:
-        cur = best[r["target"]].get(r["model"])
-        best[r["target"]][r["model"]] = r["min_ms"] if cur is None else min(cur, r["min_ms"])
-    panels = {t: [(ms, v, m) for m, ms in by_model.items() if (v := model_metric(m, y)) is not None]
-              for t, by_model in sorted(best.items())}
-    panels = {t: pts for t, pts in panels.items() if pts}
+    panels = _panels(records, y)
     if not panels:
-        raise UsageError(f"nothing to plot: no result for a registered model with a known {y}")
+        why = (" (random-weight results have no meaningful top-1, int8 ones no published top-1: run "
+               "`mobexport eval` or use --y params)") if y == "top1" else ""
+        raise UsageError(f"nothing to plot: no result for a registered model with a known {y}{why}")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (target, pts) in zip(axes[0], panels.items(), strict=True):
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28)
-        for ms, v, m in pts:
-            ax.annotate(m, (ms, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        sign = 1 if y == "top1" else -1
-        front = pareto_front([(ms, sign * v) for ms, v, _ in pts])
-        ax.plot([p[0] for p in front], [sign * p[1] for p in front], "--", lw=1, color="tab:red")
-        ax.set_title(target)
-        ax.set_xlabel("min latency (ms, min of N)")
-        ax.set_ylabel("published top-1 (%)" if y == "top1" else "params (M)")
-        ax.grid(alpha=0.3)
+        _draw_panel(ax, target, pts, y)
     fig.suptitle(title)
     return _save(fig, plt, out)
+
+
+def _draw_panel(ax, target: str, pts: list[tuple[float, float, str, str]], y: str) -> None:
+    for src in sorted({p[3] for p in pts}):
+        sel = [p for p in pts if p[3] == src]
+        ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=28, **_STYLE[src])
+    for ms, v, m, _src in pts:
+        ax.annotate(m, (ms, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    sign = 1 if y == "top1" else -1
+    front = pareto_front([(ms, sign * v) for ms, v, _, _ in pts])
+    ax.plot([p[0] for p in front], [sign * p[1] for p in front], "--", lw=1, color="tab:red")
+    ax.set_title(target)
+    ax.set_xlabel("min latency (ms, min of N)")
+    ax.set_ylabel("top-1 (%)" if y == "top1" else "params (M)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
 
 
 def samples_plot(series: dict[str, list[float]], out: str | Path, *, title: str = "raw latency samples") -> Path:

@@ -49,10 +49,12 @@ def add_accuracy(store, record: dict[str, Any]) -> int:
     return store._retry(_tx)
 
 
-def accuracy_records(store, *, sha256: str | None = None, model: str | None = None,
+def accuracy_records(store, *, sha256: str | None = None, model: str | None = None, target: str | None = None,
                      limit: int | None = None) -> list[dict[str, Any]]:
-    """Stored accuracy records in insertion order (``model`` is an exact name)."""
+    """Stored accuracy records in insertion order (``model`` is a shell-style pattern, as in ``store.query``)."""
     import sqlalchemy as sa
+
+    from . import _glob_to_like
 
     if store.version < 4:
         return []
@@ -61,7 +63,9 @@ def accuracy_records(store, *, sha256: str | None = None, model: str | None = No
     if sha256:
         stmt = stmt.where(t.c.artifact_sha256 == sha256)
     if model:
-        stmt = stmt.where(t.c.model == model)
+        stmt = stmt.where(t.c.model.like(_glob_to_like(model), escape="\\"))
+    if target:
+        stmt = stmt.where(t.c.target == target)
     if limit:
         stmt = stmt.limit(limit)
     with store.engine.connect() as conn:

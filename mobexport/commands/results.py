@@ -31,6 +31,7 @@ def run(args) -> int:
             return _samples(store, args)
         rows = [s.to_dict() for s in store.query(model=args.model, target=args.target, harness=args.harness,
                                                  limit=args.limit)]
+        accuracy = _join_accuracy(store, rows, args)
     if args.plot:
         from mobexport.benchmarks.plots import pareto_plot
 
@@ -39,7 +40,22 @@ def run(args) -> int:
         print_json(rows)
     else:
         render_table(rows)
+        if accuracy:
+            from .eval import render
+
+            render(accuracy)
     return 0
+
+
+def _join_accuracy(store, rows: list[dict], args) -> list[dict]:
+    """Each latency row gets ``accuracy``: the latest evaluated accuracy record of the same artifact (sha256) or
+    None. Returns the accuracy records matching the filters (shown as their own table)."""
+    from mobexport.benchmarks.store.accuracy import accuracy_records, latest_accuracy
+
+    latest = latest_accuracy(store, [r["artifact_sha256"] for r in rows])
+    for r in rows:
+        r["accuracy"] = latest.get(r["artifact_sha256"])
+    return accuracy_records(store, model=args.model, target=args.target, limit=args.limit)
 
 
 def _samples(store, args) -> int:
@@ -66,13 +82,14 @@ def render_table(rows: list[dict], title: str | None = None) -> None:
     for col, just in (("id", "right"), ("model", "left"), ("target", "left"), ("harness", "left"),
                       ("device", "left"), ("runtime", "left"), ("unit", "left"), ("thr", "right"),
                       ("runs", "right"), ("min ms", "right"), ("p50", "right"), ("p90", "right"),
-                      ("load ms", "right"), ("RSS MB", "right"), ("status", "left")):
+                      ("load ms", "right"), ("RSS MB", "right"), ("status", "left"), ("top-1 % (data)", "left")):
         t.add_column(col, justify=just, style="bold" if col == "min ms" else None)
     for r in rows:
         t.add_row(str(r.get("id", "")), r["model"], r["target"], r["harness"], r["device_model"],
                   f"{r['runtime']} {r['runtime_version']}", r["compute_unit"], _opt(r.get("threads")),
                   str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
-                  _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"), r["validation_status"])
+                  _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"), r["validation_status"],
+                  _top1(r.get("accuracy")))
     wide_console().print(t)
 
 
@@ -83,6 +100,16 @@ def wide_console():
     from rich.console import Console
 
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _top1(acc: dict | None) -> str:
+    """The artifact's measured top-1 and the dataset it was measured on (name, images, fingerprint)."""
+    if not acc or acc.get("artifact_top1") is None:
+        return "-"
+    from pathlib import PurePath
+
+    name = PurePath(acc["dataset_path"]).name
+    return f"{100 * acc['artifact_top1']:.1f} ({name}, n={acc['n_images']}, {acc['dataset_fingerprint'][:8]})"
 
 
 def _opt(v, fmt: str = "") -> str:
