@@ -349,21 +349,16 @@ def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None
     """Target ``torch-fp32``: the re-parameterized (deploy) form in PyTorch eager mode, as a baseline."""
     import torch
 
-    from mobexport.api import create_model, get_spec
+    from mobexport.api import get_spec
+    from mobexport.converters.pipeline import build_zoo_model
     from mobexport.exporter.passes.reparameterize import reparameterize
 
     spec = get_spec(model_name)
     rss = PeakRSS()
     rss.reset()
     t0 = time.perf_counter_ns()
-    torch.manual_seed(seed)
-    model = create_model(spec.name, weights=weights)
-    tag = Path(weights).name if weights else f"random(seed={seed})"
-    if weights is None and bn_seed is not None:
-        from mobexport.exporter.testing import randomize_batchnorm
-
-        randomize_batchnorm(model, bn_seed)
-        tag = f"random(seed={seed},bn_seed={bn_seed})"
+    # the same weights as `mobexport <format> MODEL` exports: the checkpoint, or the seed's random weights
+    model, tag = build_zoo_model(spec.name, weights=weights, seed=seed if bn_seed is None else bn_seed)
     model = reparameterize(model).eval()
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     x = np.random.default_rng(0).standard_normal((cfg.batch, *spec.input_size), dtype=np.float32)

@@ -1,7 +1,7 @@
 """`make demo`: export → validate → benchmark → store → table → Pareto plot.
 
-Exports mobileone_s1 and mnv4_conv_s (random weights with randomized BatchNorm, so validation means
-something) and mobilenetv2_100 with its real weights when the assets are fetched, to every target whose
+Exports mobileone_s1 and mnv4_conv_s (deterministic random weights with randomized BatchNorm, so validation
+means something; every line, row and plot says "random weights (seed 0): latency is real, accuracy is not") and mobilenetv2_100 with its real weights when the assets are fetched, to every target whose
 converter is available here; benchmarks each artifact min-of-1000 on this host (artifacts whose runtime is
 missing, e.g. Core ML on Linux, are listed as SKIPPED with the reason) plus the PyTorch eager baseline;
 stores everything in ./mobexport-results.db, prints the table and writes results/pareto.png.
@@ -49,9 +49,11 @@ def targets(targets_arg: str | None) -> list[str]:
 def export_all(models, target_ids, out: Path) -> list[Path]:
     from mobexport.converters.pipeline import export
     from mobexport.exporter.errors import MobexportError
+    from mobexport.exporter.source import random_weights_tag
 
     dirs = []
     for model, weights in models:
+        print(f"{model}: {Path(weights).name if weights else random_weights_tag(0)}")
         for t in target_ids:
             t0 = time.perf_counter()
             opts = {} if weights else {"random_bn_seed": 0}
