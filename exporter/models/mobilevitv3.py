@@ -162,7 +162,9 @@ def _spec(name: str, style: str, n: Published) -> ModelSpec:
         "the convention of exporter.profile.count_macs. cvnets charges each attention product as N·d² per "
         "sequence instead of N²·d. reference.params counts the reference's only (train) form; our BN-folded "
         "deploy form is 0.15-0.27% smaller (BN γ/β become a conv bias). No reparameterization beyond BN "
-        "folding; LayerNorm/GroupNorm stay.")
+        "folding; LayerNorm/GroupNorm stay. Any input of at least 32x32 works: where a transformer stage's map "
+        "has an odd side, the block interpolates it to even size for the 2x2 patches, as cvnets does (inputs "
+        "that are multiples of 64 need none; 224 interpolates in the last stage).")
     return ModelSpec(
         name=f"mobilevitv3_{name}", family=FAMILY, input_size=(3, 256, 256),
         preprocessing=PRE_V1 if style == "v1" else PRE_V2,
