@@ -61,11 +61,14 @@ class ModelSpec:
     default_weights: str | None = None  # file name under the assets weights folder, if real weights exist
     notes: str = ""
     num_classes: int = 1000
-    # input sizes the architecture accepts (checked before a model is built): height and width at least
-    # ``min_size`` and multiples of ``size_multiple``; ``size_reason`` says why, in the error message
+    # input sizes the architecture accepts, checked before a model is built (``check_input_size``): height and
+    # width at least ``min_size`` and multiples of ``size_multiple``; ``size_reason`` says why, in the error.
+    # A family sets them at registration; every family of the zoo has output stride 32 and global pooling and
+    # runs at any size from 32 (MobileViTv3 interpolates odd maps as cvnets does), so all use the defaults.
     min_size: int = 32
     size_multiple: int = 1
-    size_reason: str = "smaller inputs leave the last stage (total stride 32) less than one pixel"
+    size_reason: str = ("the network downsamples by 32, so a smaller input leaves its last stages a 1x1 map made "
+                        "mostly of padding")
 
     @property
     def layout(self) -> str:
