@@ -64,13 +64,47 @@ def _sqlite_engine(url: str):
     return engine
 
 
-def _make_engine(url: str):
+def _check_sqlite_file(db: Path, *, create: bool) -> None:
+    """Refuse, before anything opens it for writing (WAL mode rewrites the header), a path that is not a
+    mobexport SQLite database: a folder, another kind of file, a damaged database, or another program's
+    database (tables but no ``mobexport_schema``). A missing file is created only when ``create``."""
+    import sqlite3
+    from urllib.parse import quote
+
+    if not db.exists():
+        if not create:
+            raise UsageError(f"no results database {db}", hint="pass --db with an existing database (results are "
+                             "written by 'mobexport bench' and 'mobexport serve')")
+        if not db.parent.is_dir():
+            raise UsageError(f"cannot create results database {db}: folder {db.parent} does not exist")
+        return
+    if not db.is_file():
+        raise UsageError(f"results database {db} is not a file")
+    with open(db, "rb") as fh:
+        head = fh.read(16)
+    if head and head != b"SQLite format 3\x00":
+        raise UsageError(f"results database {db} is not a SQLite database file")
+    try:
+        probe = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            probe.close()
+    except sqlite3.Error as e:
+        raise UsageError(f"results database {db} cannot be read: {e}") from e
+    if tables and sch.VERSION_TABLE not in tables:
+        raise UsageError(f"results database {db} belongs to another program (tables: "
+                         f"{', '.join(sorted(tables)[:5])}); mobexport leaves it alone",
+                         hint="pass --db with a mobexport results database or a new file name")
+
+
+def _make_engine(url: str, *, create: bool = True):
     import sqlalchemy as sa
 
     if url.startswith("sqlite"):
         db = url.split(":///", 1)[-1]
-        if db and db != ":memory:" and not Path(db).parent.exists():
-            raise UsageError(f"cannot create results database {db}: folder {Path(db).parent} does not exist")
+        if db and db != ":memory:":
+            _check_sqlite_file(Path(db), create=create)
         return _sqlite_engine(url)
     try:
         return sa.create_engine(url, pool_pre_ping=True)
@@ -98,14 +132,14 @@ class StoredResult:
 
 
 class ResultStore:
-    def __init__(self, url: str | None = None, *, migrate_to: int | None = None):
+    def __init__(self, url: str | None = None, *, migrate_to: int | None = None, create: bool = True):
         self.url = normalize_url(url)
-        self.engine = _make_engine(self.url)
+        self.engine = _make_engine(self.url, create=create)
         import sqlalchemy.exc as sa_exc
 
         try:
             self.version = self._retry(lambda: self._migrate(migrate_to or sch.LATEST))
-        except sa_exc.OperationalError as e:
+        except sa_exc.DatabaseError as e:  # OperationalError, and 'file is not a database' / malformed image
             self.engine.dispose()
             raise UsageError(f"cannot open results database {redact_url(self.url)}: {str(e.orig or e)[:300]}") from e
 
@@ -264,5 +298,7 @@ def _glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
-def open_store(url: str | None = None, *, migrate_to: int | None = None) -> ResultStore:
-    return ResultStore(url, migrate_to=migrate_to)
+def open_store(url: str | None = None, *, migrate_to: int | None = None, create: bool = True) -> ResultStore:
+    """The store at ``url``, migrated; ``create=False`` (readers such as ``mobexport results``) refuses a SQLite
+    file that does not exist instead of creating an empty one."""
+    return ResultStore(url, migrate_to=migrate_to, create=create)

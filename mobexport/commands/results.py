@@ -26,7 +26,7 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from mobexport.benchmarks.store import open_store
 
-    with open_store(args.db) as store:
+    with open_store(args.db, create=False) as store:  # a mistyped --db is an error, not a new empty file
         if args.samples is not None:
             return _samples(store, args)
         rows = [s.to_dict() for s in store.query(model=args.model, target=args.target, harness=args.harness,
