@@ -129,10 +129,9 @@ def _weights_for(manifest: dict[str, Any], override: str | os.PathLike | None) -
     return str(p)
 
 
-def _prepare(paths: Sequence, data: LabelledData, weights, labels) -> list[_Job]:
+def _prepare(arts: list, data: LabelledData, weights, labels) -> list[_Job]:
     jobs = []
-    for path in paths:
-        art = resolve_artifact(path)
+    for art in arts:
         m = art.manifest
         names = labels if labels is not None else m.get("labels")
         classes = data.class_indices(list(names) if names else None, _num_classes(m))
@@ -277,8 +276,9 @@ def evaluate(artifacts: Sequence[str | os.PathLike], data: str | os.PathLike, *,
     """
     if not artifacts:
         raise UsageError("no artifact given")
+    arts = [resolve_artifact(a) for a in artifacts]
     loaded = load_data(data, limit)
-    jobs = _prepare(artifacts, loaded, weights, labels)
+    jobs = _prepare(arts, loaded, weights, labels)
     store = None
     if save:
         from mobexport.benchmarks.store import open_store
