@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mobexport.api import reparameterize
-from mobexport.exporter.errors import ConversionError
+from mobexport.exporter.errors import ConversionError, UsageError
 from mobexport.exporter.layers.conv import ChannelAffine
 from mobexport.exporter.passes.fold_batchnorm import bn_modules, fold_batchnorm
 from mobexport.exporter.passes.reparameterize import user_method
@@ -208,3 +208,11 @@ def test_user_method_detection():
     assert user_method(nn.Conv2d(1, 1, 1)) is None
     assert user_method(Inner()) == "switch_to_deploy"
     assert user_method(_fixture().build().rep) == "reparameterize"
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(UsageError, match="expects an nn.Module, got int"):
+        reparameterize(_fixture().not_a_module())
+    no_stats = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.BatchNorm2d(3, track_running_stats=False))
+    with pytest.raises(ConversionError, match="'2' has no running statistics"):
+        fold_batchnorm(no_stats)
