@@ -1,16 +1,32 @@
 """Loading local checkpoints: our own layout or a reference layout, train-time or deploy form.
 
-Files are read with ``torch.load(weights_only=True)`` (never a full unpickle) or safetensors. Common
-wrappers (``state_dict``, ``model``, ``model_state``, ``module.`` prefixes) are unwrapped. Then every
-candidate (our layout; each registered reference layout of the family) × (train form; deploy form) is
-compared key-by-key and shape-by-shape with the model; only an exact match is loaded — never a partial
-load. On failure the error names the first missing / unexpected / mis-shaped keys of the closest candidate.
+Files are read with ``torch.load(weights_only=True)`` (never a full unpickle; ``argparse.Namespace`` and numpy
+scalars, which training scripts store beside the weights, are the only extra types allowed) or safetensors.
+
+Checkpoints as training code writes them are understood: a bare state_dict, or one wrapped under
+``state_dict`` / ``model`` / ``model_state`` / ``module`` / ``net`` / ``params`` and their EMA twins
+(``state_dict_ema``, ``model_ema``, ``ema``, ``ema_state_dict``), nested up to three levels, with DDP
+``module.`` prefixes. **EMA first**: when a file holds both raw and EMA weights, the EMA weights are loaded, as
+timm's ``load_checkpoint(use_ema=True)`` and cvnets' ``checkpoint_ema_best.pt`` do — they are the weights a
+recipe evaluates and publishes; the entry used is named in the returned description (e.g. ``"timm (train
+form), from 'state_dict_ema'"``). A leading key prefix that all keys share (Lightning's ``model.`` / ``net.`` /
+``backbone.`` attribute, nested wrappers) is stripped when that, and only that, makes the keys match; so is a
+prefix group such as a LightningModule's ``model.`` beside its ``ema_model.`` (EMA group first again).
+
+Then every candidate (our layout; each registered reference layout of the family) × (train form; deploy form)
+is compared key-by-key and shape-by-shape with the model; only an exact match is loaded — never a partial
+load. A layout carries the numerical *conventions* of its reference implementation that keys and shapes
+cannot show (e.g. torchvision builds MobileNetV3 with BatchNorm eps 1e-3); they are applied to the model after
+a match and named in the description. On failure the error names the first missing / unexpected /
+mis-shaped keys of the closest candidate, or the class-count mismatch of the head with the flag that fixes it.
+A file holding NaN or Inf is refused before anything is compared.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +39,41 @@ StateDict = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
+class Conventions:
+    """Numerics of a reference implementation that a checkpoint's keys and shapes cannot show.
+
+    ``None`` means "as our model is built". ``apply`` sets them on every BatchNorm of a model and returns
+    what it changed, in words ("" when nothing changed)."""
+
+    bn_eps: float | None = None
+    bn_momentum: float | None = None
+    source: str = ""  # whose convention, for the description ("torchvision MobileNetV3")
+
+    def apply(self, model: nn.Module) -> str:
+        changed: dict[str, float] = {}
+        for m in model.modules():
+            if not isinstance(m, nn.modules.batchnorm._BatchNorm):
+                continue
+            for attr, value in (("eps", self.bn_eps), ("momentum", self.bn_momentum)):
+                if value is not None and getattr(m, attr) != value:
+                    setattr(m, attr, value)
+                    changed[attr] = value
+        if not changed:
+            return ""
+        what = ", ".join(f"{k} {v:g}" for k, v in changed.items())
+        return f"BatchNorm {what}" + (f" as {self.source} builds it" if self.source else "")
+
+
+@dataclass(frozen=True)
 class KeyLayout:
-    """A reference checkpoint key layout and the mapping to/from our own module names."""
+    """A reference checkpoint key layout, the mapping to/from our own module names, and the reference's
+    numerical conventions (applied to the model when a checkpoint in this layout is loaded)."""
 
     name: str
     to_ours: Callable[[StateDict], StateDict]
     from_ours: Callable[[StateDict], StateDict]
     description: str = ""
+    conventions: Conventions = field(default_factory=Conventions)
 
 
 _LAYOUTS: dict[str, list[KeyLayout]] = {}
@@ -43,6 +87,11 @@ def layouts(family: str) -> list[KeyLayout]:
     return list(_LAYOUTS.get(family, []))
 
 
+def families() -> list[str]:
+    """Every family that has at least one registered reference layout."""
+    return sorted(_LAYOUTS)
+
+
 def get_layout(family: str, name: str) -> KeyLayout:
     for lay in _LAYOUTS.get(family, []):
         if lay.name == name:
@@ -50,8 +99,52 @@ def get_layout(family: str, name: str) -> KeyLayout:
     raise KeyError(f"no layout '{name}' for family '{family}'")
 
 
-def read_state_dict(path: str | os.PathLike) -> StateDict:
-    """Read a checkpoint file into a flat {key: tensor} dict, safely. Raises WeightsError."""
+# --------------------------------------------------------------------------- reading a file
+
+# wrapper keys in order of preference: EMA weights before raw ones (see the module docstring)
+WRAPPERS = ("state_dict_ema", "model_ema", "ema_state_dict", "ema", "state_dict", "model_state", "model",
+            "module", "net", "params")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state_dict: StateDict
+    entry: str  # where in the file it was found ("" for a bare state_dict, "state_dict_ema", "model.module" …)
+
+
+def _safe_extra_globals() -> list:
+    """Plain-data types training scripts save beside weights (timm: ``args`` Namespace; numpy metrics)."""
+    import argparse
+
+    import numpy as np
+
+    extra = [argparse.Namespace, np.dtype]
+    core = getattr(np, "_core", None) or np.core
+    extra.append(core.multiarray.scalar)
+    extra += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    return extra
+
+
+_UNSAFE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _read_error(p: Path, e: Exception) -> WeightsError:
+    text = str(e)
+    unsafe = _UNSAFE.search(text)
+    if unsafe:
+        return WeightsError(f"cannot read weights file {p}: it is not a plain tensor checkpoint (it holds a pickled "
+                            f"{unsafe.group(1)} object); mobexport never unpickles arbitrary objects",
+                            hint="in trusted code, load it and save model.state_dict() with torch.save or "
+                                 "safetensors")
+    # torch's advice to retry with weights_only=False (arbitrary code execution) is never repeated
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln
+             and "safe_globals" not in ln and "trust" not in ln]
+    detail = " ".join(lines)[:300]
+    return WeightsError(f"cannot read weights file {p}: {type(e).__name__}: {detail}".strip())
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint file and find its state_dict, safely. Raises WeightsError."""
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}")
@@ -59,33 +152,62 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            sd = load_file(str(p))
+            obj = load_file(str(p))
         else:
-            sd = torch.load(str(p), map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_safe_extra_globals()):
+                obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, pickle with disallowed globals, truncated file …
-        raise WeightsError(f"cannot read weights file {p}: {type(e).__name__}: {e}".strip()) from None
-    return _unwrap(sd, p)
+        raise _read_error(p, e) from None
+    sd, entry = _locate(obj, p)
+    if all(k.startswith("module.") for k in sd):  # DDP / DataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return Checkpoint(dict(sd), entry)
 
 
-def _unwrap(obj, p: Path) -> StateDict:
-    for _ in range(3):
-        if isinstance(obj, dict) and not _is_tensor_dict(obj):
-            for key in ("state_dict", "model_state", "model", "model_ema", "state_dict_ema"):
-                if key in obj and isinstance(obj[key], dict):
-                    obj = obj[key]
-                    break
-            else:
-                break
-    if not isinstance(obj, dict) or not _is_tensor_dict(obj):
-        raise WeightsError(f"{p} does not contain a state_dict (a mapping of names to tensors)")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Read a checkpoint file into a flat {key: tensor} dict, safely. Raises WeightsError."""
+    return read_checkpoint(path).state_dict
 
 
-def _is_tensor_dict(d: dict) -> bool:
-    return bool(d) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+def _is_tensor_dict(d) -> bool:
+    return isinstance(d, dict) and bool(d) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in d.items())
 
+
+_NOT_WEIGHTS = ("optim", "sched", "scaler", "callbacks", "loops")  # training state, never model weights
+
+
+def _find(obj: dict, depth: int) -> tuple[StateDict, str] | None:
+    """The preferred tensor mapping in ``obj``: known wrappers in WRAPPERS order, then any other key."""
+    if depth > 3:
+        return None
+    keys = [k for k in WRAPPERS if k in obj] + [k for k in obj if k not in WRAPPERS
+                                                and not any(s in str(k) for s in _NOT_WEIGHTS)]
+    for key in keys:
+        val = obj[key]
+        if _is_tensor_dict(val):
+            return val, str(key)
+        if isinstance(val, dict):
+            inner = _find(val, depth + 1)
+            if inner is not None:
+                return inner[0], f"{key}.{inner[1]}"
+    return None
+
+
+def _locate(obj, p: Path) -> tuple[StateDict, str]:
+    if _is_tensor_dict(obj):
+        return obj, ""
+    found = _find(obj, 1) if isinstance(obj, dict) else None
+    if found is None:
+        what = (f"a dict with keys {sorted(map(str, obj))[:12]}" if isinstance(obj, dict)
+                else f"a {type(obj).__name__}")
+        raise WeightsError(f"{p} does not contain a state_dict (a mapping of names to tensors): it holds {what}; "
+                           f"understood wrappers: a bare state_dict or one under {', '.join(WRAPPERS)} "
+                           "(nested, with DDP 'module.' or Lightning attribute prefixes)")
+    return found
+
+
+# --------------------------------------------------------------------------- matching and loading
 
 @dataclass
 class Diff:
@@ -125,46 +247,129 @@ def diff_state_dict(model_sd: StateDict, sd: StateDict) -> Diff:
     return d
 
 
-def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "state_dict") -> str:
-    """Load ``sd`` into ``model`` (train form, as built) exactly, trying every layout × form.
+def _check_finite(sd: StateDict, source: str) -> None:
+    for k, v in sd.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            kind = "NaN" if bool(torch.isnan(v).any()) else "Inf"
+            raise WeightsError(f"weights in {source} hold {kind} values (first: tensor '{k}'); refusing to load "
+                               "them (a diverged training run or a corrupt file?)")
 
-    Returns a description such as ``"timm (train form)"``. If the only match is a deploy-form layout,
-    the model is re-parameterized first (in place). Raises WeightsError naming the closest candidate's
-    differences; the model is untouched then.
+
+def _prefix_views(sd: StateDict) -> Iterator[tuple[str, StateDict]]:
+    """(stripped prefix, keys without it): the file as is, then each leading prefix all keys share, then
+    each first-level prefix group (EMA-named groups first) — Lightning's ``model.`` / ``net.`` attributes."""
+    yield "", sd
+    prefix, cur = "", sd
+    while len({k.split(".", 1)[0] for k in cur}) == 1 and all("." in k for k in cur):
+        head = next(iter(cur)).split(".", 1)[0] + "."
+        prefix, cur = prefix + head, {k[len(head):]: v for k, v in cur.items()}
+        yield prefix, cur
+    groups = sorted({k.split(".", 1)[0] for k in cur if "." in k}, key=lambda g: "ema" not in g.lower())
+    if len(groups) > 1:
+        for g in groups:
+            head = g + "."
+            yield prefix + head, {k[len(head):]: v for k, v in cur.items() if k.startswith(head)}
+
+
+def _candidates(family: str, sd: StateDict) -> list[tuple[str, str, StateDict]]:
+    """(prefix stripped, layout name, the view in our key names) for every prefix view × layout."""
+    out = []
+    for prefix, view in _prefix_views(sd):
+        out.append((prefix, "mobexport", view))
+        for lay in layouts(family):
+            try:
+                out.append((prefix, lay.name, lay.to_ours(view)))
+            except Exception:  # a mapping that does not apply to this file
+                continue
+    return out
+
+
+@dataclass
+class _Best:
+    size: int
+    prefix: str
+    layout: str
+    form: str
+    diff: Diff
+    model_sd: StateDict
+
+
+def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "state_dict", entry: str = "") -> str:
+    """Load ``sd`` into ``model`` (train form, as built) exactly, trying every prefix view × layout × form.
+
+    Returns a description such as ``"timm (train form), from 'state_dict_ema'"``; a stripped key prefix and
+    the reference conventions applied (e.g. torchvision MobileNetV3's BatchNorm eps 1e-3) are named too. If
+    the only match is a deploy-form layout, the model is re-parameterized first (in place). Raises
+    WeightsError naming the closest candidate's differences (or the head's class count); the model is
+    untouched then.
     """
+    import copy
+
     from .passes.reparameterize import reparameterize
 
-    candidates: list[tuple[str, StateDict]] = [("mobexport", sd)]
-    for lay in layouts(family):
-        try:
-            candidates.append((lay.name, lay.to_ours(sd)))
-        except Exception:  # a mapping that does not apply to this file
-            continue
+    _check_finite(sd, source)
+    candidates = _candidates(family, sd)
     train_sd = model.state_dict()
-    best: tuple[int, str, str, Diff, StateDict] | None = None  # (size, layout, form, diff, model state)
-    for name, cand in candidates:
+    best: _Best | None = None
+    for prefix, name, cand in candidates:
         d = diff_state_dict(train_sd, cand)
         if d.ok:
             _strict_load(model, cand)
-            return f"{name} (train form)"
-        if best is None or d.size < best[0]:
-            best = (d.size, name, "train", d, train_sd)
-    # deploy form: only build it if some candidate could match it
-    import copy
-
-    deploy = reparameterize(copy.deepcopy(model))
-    deploy_sd = deploy.state_dict()
-    for name, cand in candidates:
+            return _described(model, family, name, "train", entry, prefix)
+        if best is None or d.size < best.size:
+            best = _Best(d.size, prefix, name, "train", d, train_sd)
+    deploy_sd = reparameterize(copy.deepcopy(model)).state_dict()
+    for prefix, name, cand in candidates:
         d = diff_state_dict(deploy_sd, cand)
         if d.ok:
             reparameterize(model)
             _strict_load(model, cand)
-            return f"{name} (deploy form)"
-        if d.size < best[0]:
-            best = (d.size, name, "deploy", d, deploy_sd)
-    _, layout_name, form, d, model_sd = best
-    raise WeightsError(f"weights in {source} do not match this model; closest layout: {layout_name} ({form} form): "
-                       f"{_in_file_naming(family, layout_name, d, sd, model_sd)}")
+            return _described(model, family, name, "deploy", entry, prefix)
+        if d.size < best.size:
+            best = _Best(d.size, prefix, name, "deploy", d, deploy_sd)
+    raise _mismatch_error(family, best, sd, source)
+
+
+def _described(model: nn.Module, family: str, layout: str, form: str, entry: str, prefix: str) -> str:
+    text = f"{layout} ({form} form)"
+    if entry:
+        text += f", from '{entry}'"
+    if prefix:
+        text += f", key prefix '{prefix}' stripped"
+    if layout != "mobexport":
+        applied = get_layout(family, layout).conventions.apply(model)
+        if applied:
+            text += f"; {applied}"
+    return text
+
+
+def _head_mismatch(best: _Best) -> str | None:
+    """The class-count message when the only difference is the classifier's output size."""
+    d = best.diff
+    if d.missing or d.unexpected or not d.mis_shaped:
+        return None
+    keys = [k for k in best.model_sd if not k.endswith("num_batches_tracked")]
+    head = keys[-1].rpartition(".")[0]  # every zoo model ends with its classifier's weight, bias
+    head_keys = {k for k in keys if k.rpartition(".")[0] == head}
+    if {k for k, _, _ in d.mis_shaped} != head_keys or any(a[1:] != b[1:] for _, a, b in d.mis_shaped):
+        return None
+    file_n, model_n = d.mis_shaped[0][1][0], d.mis_shaped[0][2][0]
+    if any(a[0] != file_n for _, a, _ in d.mis_shaped):
+        return None
+    return (f"{head} has {file_n} classes in the file but the model was built with {model_n}: "
+            f"pass --num-classes {file_n} (Python: num_classes={file_n})")
+
+
+def _mismatch_error(family: str, best: _Best, sd: StateDict, source: str) -> WeightsError:
+    where = f"closest layout: {best.layout} ({best.form} form)"
+    if best.prefix:
+        where += f" with key prefix '{best.prefix}' stripped"
+    head = _head_mismatch(best)
+    if head:
+        return WeightsError(f"weights in {source} do not match this model ({where}): {head}")
+    view = dict(_prefix_views(sd))[best.prefix]
+    return WeightsError(f"weights in {source} do not match this model; {where}: "
+                        f"{_in_file_naming(family, best.layout, best.diff, view, best.model_sd)}")
 
 
 def _in_file_naming(family: str, layout_name: str, d: Diff, sd: StateDict, model_sd: StateDict) -> str:
@@ -188,4 +393,5 @@ def _strict_load(model: nn.Module, sd: StateDict) -> None:
 
 
 def load_weights(model: nn.Module, family: str, path: str | os.PathLike) -> str:
-    return load_into(model, family, read_state_dict(path), source=str(path))
+    ckpt = read_checkpoint(path)
+    return load_into(model, family, ckpt.state_dict, source=str(path), entry=ckpt.entry)

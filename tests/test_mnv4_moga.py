@@ -310,7 +310,7 @@ def test_reference_layout_round_trip(name, tmp_path):
     path = tmp_path / "w.pth"
     torch.save({"model_state": theirs} if name == "moga_a" else theirs, path)
     loaded = mobexport.create_model(name, weights=path)
-    assert loaded.loaded_from == f"{layout.name} (train form)"
+    assert loaded.loaded_from == f"{layout.name} (train form)" + (", from 'model_state'" if name == "moga_a" else "")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
                                                  strict=True))
     x = torch.randn(1, *spec.input_size)

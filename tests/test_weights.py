@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 import mobexport
 from mobexport.cli import main
 from mobexport.exporter.errors import WeightsError
-from mobexport.exporter.weights import load_weights, read_state_dict
+from mobexport.exporter.weights import get_layout, load_weights, read_state_dict
 
 NAME, FAMILY = "mobileone_s0", "mobileone"
 
@@ -132,7 +132,7 @@ def test_wrappers_and_module_prefix_are_accepted(tmp_path, model, good_sd, wrap)
     p = tmp_path / "wrapped.pth"
     torch.save(obj, p)
     assert read_state_dict(p).keys() == good_sd.keys()
-    assert load_weights(model, FAMILY, p) == "mobexport (train form)"
+    assert load_weights(model, FAMILY, p).startswith("mobexport (train form)")
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], good_sd[k]) for k in good_sd)
 
@@ -153,3 +153,177 @@ def test_cli_info_with_bad_weights_exits_2(tmp_path, capsys, content):
     err = capsys.readouterr().err
     assert err.startswith("error:") and str(bad) in err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- checkpoints as training code writes them
+# A small model with a 10-class head (a fine-tune), in our layout and in torchvision's / timm's.
+
+SMALL, SMALL_FAMILY = "mobilenetv3_small_100", "mobilenetv3"
+
+
+def _small(seed: int):
+    torch.manual_seed(seed)
+    return mobexport.create_model(SMALL, num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def raw_sd():
+    return _snapshot(_small(10))
+
+
+@pytest.fixture(scope="module")
+def ema_sd():
+    return _snapshot(_small(11))
+
+
+def _load_small(path) -> tuple[str, dict[str, torch.Tensor]]:
+    m = mobexport.create_model(SMALL, weights=path, num_classes=10)
+    return m.loaded_from, _snapshot(m)
+
+
+def _equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _lightning(sd, prefix: str) -> dict:
+    return {"epoch": 7, "global_step": 700, "pytorch-lightning_version": "2.4.0",
+            "state_dict": {f"{prefix}{k}": v for k, v in sd.items()},
+            "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3), "step": torch.tensor(3.0)}},
+                                  "param_groups": [{"lr": 0.1, "params": [0]}]}],
+            "lr_schedulers": [{"last_epoch": 7}], "callbacks": {}, "hyper_parameters": {"lr": 0.1}}
+
+
+@pytest.mark.parametrize("wrap,entry", [
+    ("plain", ""), ("state_dict", "state_dict"), ("model", "model"), ("model_state", "model_state"),
+    ("model_ema", "model_ema"), ("ddp", ""), ("model+module", "model.module")])
+def test_each_wrapper_kind_loads_and_names_its_entry(tmp_path, raw_sd, wrap, entry):
+    sd = {f"module.{k}": v for k, v in raw_sd.items()} if wrap == "ddp" else raw_sd
+    obj = {"plain": sd, "ddp": sd, "model+module": {"model": {"module": sd}, "epoch": 1}}.get(wrap)
+    obj = obj if obj is not None else {wrap: sd, "epoch": 1}
+    torch.save(obj, tmp_path / "w.pth")
+    desc, loaded = _load_small(tmp_path / "w.pth")
+    assert desc == "mobexport (train form)" + (f", from '{entry}'" if entry else "")
+    assert _equal(loaded, raw_sd)
+
+
+@pytest.mark.parametrize("prefix", ["model.", "net.", "backbone.", "module.model."])
+def test_lightning_checkpoint_prefix_is_stripped(tmp_path, raw_sd, prefix):
+    torch.save(_lightning(raw_sd, prefix), tmp_path / "last.ckpt")
+    desc, loaded = _load_small(tmp_path / "last.ckpt")
+    stripped = prefix.removeprefix("module.")  # DDP's module. goes first, on its own
+    assert desc == f"mobexport (train form), from 'state_dict', key prefix '{stripped}' stripped"
+    assert _equal(loaded, raw_sd)
+
+
+def test_lightning_module_with_raw_and_ema_models_loads_the_ema_one(tmp_path, raw_sd, ema_sd):
+    ckpt = _lightning(raw_sd, "model.")
+    ckpt["state_dict"].update({f"ema_model.{k}": v for k, v in ema_sd.items()})
+    ckpt["state_dict"]["criterion.weight"] = torch.ones(10)
+    torch.save(ckpt, tmp_path / "ema.ckpt")
+    desc, loaded = _load_small(tmp_path / "ema.ckpt")
+    assert desc == "mobexport (train form), from 'state_dict', key prefix 'ema_model.' stripped"
+    assert _equal(loaded, ema_sd)
+
+
+def test_timm_train_checkpoint_prefers_ema_weights(tmp_path, raw_sd, ema_sd):
+    import argparse
+
+    import numpy as np
+
+    timm = get_layout(SMALL_FAMILY, "timm")
+    ckpt = {"epoch": 299, "arch": "mobilenetv3_small_100", "version": 2,
+            "state_dict": timm.from_ours(raw_sd), "state_dict_ema": timm.from_ours(ema_sd),
+            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]},
+            "args": argparse.Namespace(model="mobilenetv3_small_100", lr=0.064), "metric": np.float64(65.2)}
+    torch.save(ckpt, tmp_path / "model_best.pth.tar")
+    desc, loaded = _load_small(tmp_path / "model_best.pth.tar")
+    assert desc == "timm (train form), from 'state_dict_ema'"
+    assert _equal(loaded, ema_sd) and not _equal(loaded, raw_sd)
+
+
+def test_safetensors_in_torchvision_layout_applies_torchvision_batchnorm(tmp_path, raw_sd):
+    tv = get_layout(SMALL_FAMILY, "torchvision")
+    save_file({k: v.contiguous() for k, v in tv.from_ours(raw_sd).items()}, str(tmp_path / "tv.safetensors"))
+    m = mobexport.create_model(SMALL, weights=tmp_path / "tv.safetensors", num_classes=10)
+    assert m.loaded_from == ("torchvision (train form); BatchNorm eps 0.001, momentum 0.01 "
+                             "as torchvision MobileNetV3 builds it")
+    bns = [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    assert bns and all(b.eps == 1e-3 and b.momentum == 0.01 for b in bns)
+    assert _equal(_snapshot(m), raw_sd)
+
+
+def test_timm_layout_keeps_timm_batchnorm(tmp_path, raw_sd):
+    torch.save(get_layout(SMALL_FAMILY, "timm").from_ours(raw_sd), tmp_path / "timm.pth")
+    m = mobexport.create_model(SMALL, weights=tmp_path / "timm.pth", num_classes=10)
+    assert m.loaded_from == "timm (train form)"
+    assert {b.eps for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)} == {1e-5}
+
+
+def test_deploy_form_in_a_wrapper_loads_re_parameterized(tmp_path):
+    src = _small(12)
+    deploy_sd = _snapshot(mobexport.reparameterize(src))
+    torch.save({"model": {f"module.{k}": v for k, v in deploy_sd.items()}}, tmp_path / "deploy.pt")
+    desc, loaded = _load_small(tmp_path / "deploy.pt")
+    assert desc == "mobexport (deploy form), from 'model'"
+    assert _equal(loaded, deploy_sd)
+
+
+@pytest.mark.parametrize("layout", [None, "torchvision"])
+def test_head_class_count_mismatch_says_which_flag_fixes_it(tmp_path, raw_sd, layout):
+    sd = raw_sd if layout is None else get_layout(SMALL_FAMILY, layout).from_ours(raw_sd)
+    torch.save({"state_dict": sd}, tmp_path / "ft.pth")
+    model = mobexport.create_model(SMALL)  # 1000 classes
+    before = _snapshot(model)
+    with pytest.raises(WeightsError) as exc:
+        load_weights(model, SMALL_FAMILY, tmp_path / "ft.pth")
+    _assert_untouched(model, before)
+    assert ("classifier has 10 classes in the file but the model was built with 1000: pass --num-classes 10 "
+            "(Python: num_classes=10)") in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
+def test_backbone_mismatch_is_not_reported_as_a_head_mismatch(tmp_path, raw_sd):
+    bad = dict(raw_sd)
+    bad["blocks.0.dw.conv.weight"] = torch.zeros(16, 1, 5, 5)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError) as exc:
+        mobexport.create_model(SMALL, weights=tmp_path / "bad.pth", num_classes=10)
+    msg = str(exc.value)
+    assert "mis-shaped" in msg and "(16, 1, 5, 5)" in msg and "num-classes" not in msg
+
+
+def test_unknown_wrapper_names_what_it_found_and_what_is_understood(tmp_path, model):
+    p = tmp_path / "odd.pth"
+    torch.save({"weights_blob": [1, 2, 3], "epoch": 3, "optimizer": {"state": {}}}, p)
+    msg = _fails(model, p, "does not contain a state_dict", "'epoch'", "'weights_blob'", "state_dict_ema",
+                 "model_state")
+    assert "Lightning" in msg
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_first_tensor(tmp_path, model, good_sd, bad):
+    sd = dict(good_sd)
+    first = "stem.conv_scale.conv.weight"
+    sd[first] = sd[first].clone()
+    sd[first][0, 0, 0, 0] = bad
+    sd["head.fc.bias"] = torch.full_like(sd["head.fc.bias"], bad)
+    p = tmp_path / "diverged.pth"
+    torch.save({"state_dict": sd}, p)
+    msg = _fails(model, p, "NaN" if bad != bad else "Inf", f"'{first}'")
+    assert "head.fc.bias" not in msg
+
+
+def test_unsafe_pickle_message_never_suggests_weights_only_false(tmp_path, model, good_sd):
+    p = tmp_path / "evil.pth"
+    torch.save({"state_dict": good_sd, "extra": _Payload(tmp_path / "pwned")}, p)
+    msg = _fails(model, p, "not a plain tensor checkpoint", "io.open", "never unpickles arbitrary objects")
+    assert "weights_only" not in msg and "add_safe_globals" not in msg
+
+
+def test_corrupt_file_message_never_suggests_weights_only_false(tmp_path, model, good_sd):
+    full = tmp_path / "full.pth"
+    torch.save(good_sd, full)
+    p = tmp_path / "truncated.pth"
+    p.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    msg = _fails(model, p, "cannot read weights file")
+    assert "weights_only" not in msg

@@ -23,7 +23,7 @@ from ..layers.inverted_residual import InvertedResidual, Row, block_rows, cna_ro
 from ..layers.se import make_act
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
-from ..weights import KeyLayout, register_layout
+from ..weights import Conventions, KeyLayout, register_layout
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,9 @@ _V3_SMALL = (
 
 _TV_PRE = Preprocessing(resize=256, crop=224, interpolation="bilinear")  # torchvision IMAGENET1K_V1 eval
 _TIMM_PRE = Preprocessing(resize=256, crop=224, interpolation="bicubic")  # timm ra/lamb_in1k, crop_pct 0.875
-_V3_NOTE = ("BN eps 1e-5 as timm; torchvision's MobileNetV3 uses eps 1e-3, so its checkpoints load (same "
-            "keys/shapes) but give slightly different logits. No public MNv3 weights are available offline.")
+_V3_NOTE = ("Built with BN eps 1e-5 as timm; a torchvision-layout checkpoint switches the model to torchvision's "
+            "BN eps 1e-3 / momentum 0.01 when it loads (the layout's conventions; keys and shapes are the same). "
+            "No public MNv3 weights are available offline.")
 
 VARIANTS: dict[str, MobileNetCfg] = {
     "mobilenetv2_100": MobileNetCfg(
@@ -183,12 +184,19 @@ def _tables(family: str, rows_fn) -> list[list[Row]]:
     return [rows_fn(c) for c in VARIANTS.values() if c.family == family]
 
 
+# Conventions keys cannot show (read from the reference code): torchvision builds MobileNetV3 with
+# BatchNorm2d(eps=1e-3, momentum=0.01) and MobileNetV2 with the defaults (1e-5, 0.1); timm's mobilenetv2_100 /
+# mobilenetv3_*_100 use the defaults, symmetric padding. timm's tf_mobilenetv3_* (eps 1e-3, TF-SAME padding)
+# share the timm keys but not these numerics: such a file loads as timm's PyTorch-trained variant.
+_CONVENTIONS = {("mobilenetv3", "torchvision"): Conventions(1e-3, 0.01, "torchvision MobileNetV3")}
+
 for _fam in ("mobilenetv2", "mobilenetv3"):
     for _lname, _fn, _desc in (
             ("torchvision", torchvision_rows, "torchvision features.N / classifier.N (IMAGENET1K checkpoints)"),
             ("timm", timm_rows, "timm conv_stem / blocks.S.J / conv_head / classifier")):
         _to, _from = table_layout(partial(_tables, _fam, _fn))
-        register_layout(_fam, KeyLayout(_lname, _to, _from, _desc))
+        register_layout(_fam, KeyLayout(_lname, _to, _from, _desc,
+                                        _CONVENTIONS.get((_fam, _lname), Conventions(1e-5, 0.1))))
 
 
 def _spec(name: str, cfg: MobileNetCfg) -> ModelSpec:
