@@ -289,3 +289,14 @@ def test_calibration_fallback_reads_crop_hw(tmp_path):
     spec = get_spec("efficientnet_lite0", input_size=(224, 288))
     assert _fallback_preprocess(path, spec).shape == (1, 3, 224, 288)
     assert _fallback_preprocess(path, get_spec("efficientnet_lite0")).shape == (1, 3, 224, 224)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "mnv4_hybrid_m", "mobilevitv3_xxs", "mobilevitv3_0_5"])
+def test_torch_export_at_odd_non_square_size(name):
+    """The size-dependent graph code (TF-SAME pads, K/V downsampling, MobileViT's even-size interpolation)
+    traces at a fixed odd, non-square input as the exporters see it."""
+    deploy = reparameterize(create_model(name, num_classes=10, input_size=(193, 250)))
+    x = torch.randn(1, *deploy.mobexport_spec.input_size)
+    ep = torch.export.export(deploy, (x,))
+    with torch.no_grad():
+        assert torch.allclose(ep.module()(x), deploy(x), rtol=1e-4, atol=1e-5)
