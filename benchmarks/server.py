@@ -267,6 +267,24 @@ def results_endpoint(url: str) -> str:
     return url if url.endswith("/api/v1/results") else url + "/api/v1/results"
 
 
+def check_server(url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
+    """Make sure ``url`` is a mobexport server that accepts ``token`` (GET /api/v1/health) before any long work
+    whose results would be posted there; UsageError otherwise (the token is never part of the message)."""
+    import httpx
+
+    health = results_endpoint(url).removesuffix("/results") + "/health"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = httpx.get(health, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise UsageError(f"cannot reach mobexport server at {url}: {e}") from e
+    if r.status_code == 401:
+        raise UsageError(f"server at {url} refused the token" if token else f"server at {url} requires a token",
+                         hint="pass --token T (or set MOBEXPORT_TOKEN) with the token 'mobexport serve' was given")
+    if r.status_code != 200:
+        raise UsageError(f"{health} answered {r.status_code}: is this a mobexport server?")
+
+
 def post_result(url: str, record: dict[str, Any], *, token: str | None = None, timeout: float = 30.0) -> int:
     """POST one record to a mobexport server; returns the stored id. Raises UsageError with the server's
     reason on 4xx, and on connection failures."""

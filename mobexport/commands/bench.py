@@ -54,6 +54,10 @@ def run(args) -> int:
     cfg = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, batch=args.batch,
                       pin_cores=_cores(args.pin_cores), cooldown_s=args.cooldown)
     cfg.check()
+    if args.post:  # a wrong token or a dead server is found now, not after every artifact was timed
+        from mobexport.benchmarks.server import check_server
+
+        check_server(args.post, token=args.token)
     store = None
     if not args.no_store:
         from mobexport.benchmarks.store import open_store
