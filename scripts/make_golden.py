@@ -15,6 +15,13 @@ How to regenerate (a separate venv outside the repository; none of this is a pro
     #   apple/ml-mobileone      b7f4e6d48884593c7eb46eedc53c3a097c09e957  -> REPOS/ml-mobileone
     #   DingXiaoH/RepVGG        eae7c5204001eaf195bbe2ee72fb6a37855cce33  -> REPOS/RepVGG
     #   xiaomi-automl/MoGA      305588d4b58fa1db1e7b4884d09b544f1e28ef50  -> REPOS/MoGA
+    #   apple/ml-cvnets         d38a116fe134a8cd5db18670764fdaafd39a5d4f  -> REPOS/cvnets-v1, then copy
+    #       micronDLA/MobileViTv3 d381beb017ae3c244686afaa48064f95865df7b9 MobileViTv3-v1/* over it
+    #   apple/ml-cvnets         84d992f413e52c0468f86d23196efd9dad885e6f  -> REPOS/cvnets-v2, then copy
+    #       micronDLA/MobileViTv3 d381beb017ae3c244686afaa48064f95865df7b9 MobileViTv3-v2/* over it
+    #   (as that repository's README says); cvnets' import chain also needs, in the peer venv:
+    /tmp/peer-venv/bin/pip install opencv-python-headless==5.0.0.93 ujson==6.1.0 psutil==7.2.2 pycocotools==2.0.11 \
+        scipy==1.17.1
     /tmp/peer-venv/bin/python scripts/make_golden.py --repos REPOS [CASE ...]   # all cases by default
 
 Recorded with exactly those versions (torch 2.14.1+cu130 wheel running on the CPU).
@@ -90,6 +97,44 @@ def _official_moga(repos: Path) -> nn.Module:
     return _module(repos / "MoGA" / "models" / "MoGA_A.py", "official_moga_a").MoGaA()
 
 
+_CVNETS_PACKAGES = ("cvnets", "options", "data", "utils", "common", "loss_fn", "metrics", "optim", "engine")
+
+
+def _cvnets(tree: str, config: str):
+    """A MobileViTv3 built by cvnets' own option parser and model registry from the repository's config."""
+
+    def build(repos: Path) -> nn.Module:
+        import collections
+        import collections.abc
+        import os
+        from unittest import mock
+
+        root = repos / tree
+        for name in [m for m in sys.modules if m.split(".")[0] in _CVNETS_PACKAGES]:
+            del sys.modules[name]  # the two cvnets trees share package names
+        # video decoding, FLOP counting, Core ML and Cityscapes helpers are imported by cvnets' data and
+        # benchmark code at import time but never used to build a classifier: stand-ins let it import
+        for name in ("av", "pytorchvideo", "pytorchvideo.transforms", "fvcore", "fvcore.nn", "coremltools",
+                     "cityscapesscripts"):
+            sys.modules.setdefault(name, mock.MagicMock())
+        collections.MutableMapping = collections.abc.MutableMapping  # cvnets@d38a116 predates Python 3.10
+        sys.path.insert(0, str(root))
+        cwd, argv = os.getcwd(), sys.argv
+        try:
+            os.chdir(root)
+            sys.argv = ["make_golden", "--common.config-file", config]
+            from cvnets import get_model
+            from options.opts import get_training_arguments
+
+            return get_model(get_training_arguments())
+        finally:
+            os.chdir(cwd)
+            sys.argv = argv
+            sys.path.remove(str(root))
+
+    return build
+
+
 def _lukemelas_lite(_repos: Path) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -119,6 +164,12 @@ CASES = [
     Case("mobilenetv4", "timm", "mnv4_hybrid_m", "timm 1.0.31 mobilenetv4_hybrid_medium",
          _timm("mobilenetv4_hybrid_medium"), 256),
     Case("moga", "official", "moga_a", "xiaomi-automl/MoGA@305588d MoGaA()", _official_moga),
+    Case("mobilevitv3", "cvnets", "mobilevitv3_xxs",
+         "apple/ml-cvnets@d38a116 + micronDLA/MobileViTv3@d381beb MobileViTv3-v1, mobilevitv3_xx_small config",
+         _cvnets("cvnets-v1", "config/classification/mobilevitv3_xx_small_oneserver.yaml"), 256),
+    Case("mobilevitv3", "cvnets", "mobilevitv3_0_5",
+         "apple/ml-cvnets@84d992f + micronDLA/MobileViTv3@d381beb MobileViTv3-v2, width 0.5 config",
+         _cvnets("cvnets-v2", "config/classification/finetune_higher_res_in1k/mobilevit_v3.yaml"), 256),
 ]
 
 

@@ -33,7 +33,7 @@ from ..layers.inverted_residual import (
 )
 from ..registry import register
 from ..specs import INCEPTION_MEAN, INCEPTION_STD, ModelSpec, Numbers, Preprocessing
-from ..weights import KeyLayout, register_layout
+from ..weights import Conventions, KeyLayout, register_layout
 
 FAMILY = "efficientnet_lite"
 STEM, HEAD, BN_EPS = 32, 1280, 1e-3
@@ -126,10 +126,13 @@ def lukemelas_rows(cfg: LiteCfg) -> list[Row]:
     return rows + cna_rows("last", "_conv_head", "_bn1") + [("classifier", "_fc", "")]
 
 
+# Both references compute as our model is built (golden-checked, tests/test_golden.py): BatchNorm eps 1e-3 and
+# TF-SAME padding. timm's PyTorch-trained efficientnet_lite* (eps 1e-5, symmetric padding) has the same keys as
+# tf_efficientnet_lite*; such a file loads as the TF variant, which is not the function it was trained as.
 for _lname, _fn, _desc in (("lukemelas", lukemelas_rows, "efficientnet_pytorch-style _conv_stem/_blocks.N/_fc"),
                            ("timm", timm_rows, "timm tf_efficientnet_lite* conv_stem/blocks.S.J/classifier")):
     _to, _from = table_layout(lambda fn=_fn: [fn(c) for c in VARIANTS.values()])
-    register_layout(FAMILY, KeyLayout(_lname, _to, _from, _desc))
+    register_layout(FAMILY, KeyLayout(_lname, _to, _from, _desc, Conventions(bn_eps=BN_EPS)))
 
 
 def _spec(name: str, cfg: LiteCfg) -> ModelSpec:
