@@ -149,6 +149,7 @@ def validate_payload(d: Any) -> None:
     ``runs`` must equal the number of samples, so a record cannot claim numbers it does not carry."""
     if not isinstance(d, dict):
         raise PayloadError(f"expected a JSON object, got {type(d).__name__}")
+    _check_storable(d)
     err = next(iter(sorted(_validator().iter_errors(d), key=lambda e: list(e.path))), None)
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(record)"
@@ -164,10 +165,51 @@ def validate_payload(d: Any) -> None:
         raise PayloadError(f"min_ms {d['min_ms']} is not the minimum of samples_ms ({min(d['samples_ms'])})")
 
 
+INT_RANGE = (-(2 ** 31), 2 ** 31 - 1)  # the database's integer columns (PostgreSQL INTEGER)
+
+
+def _check_storable(d: dict[str, Any]) -> None:
+    """Values the schema allows but no database column holds: an integer past 32 bits, a non-finite number
+    (JSON ``1e400`` parses to infinity, Python's parser takes ``NaN``), text with NUL (PostgreSQL refuses it)
+    or a lone surrogate (not UTF-8). Walks the payload without recursion, keys included."""
+    stack: list[tuple[str, Any]] = [(k, v) for k, v in d.items()]
+    while stack:
+        where, value = stack.pop()  # ``where`` is the path of keys, so a bad key is caught as well
+        for text in (where, value) if isinstance(value, str) else (where,):
+            if "\x00" in text:
+                raise PayloadError(f"{_shown(where)}: text holds NUL (\\x00), which the database cannot store")
+            if not text.isascii() and not _is_utf8(text):
+                raise PayloadError(f"{_shown(where)}: text is not valid UTF-8 (a lone surrogate)")
+        if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise PayloadError(f"{_shown(where)}: a {value.bit_length()}-bit integer does not fit the database's "
+                               "32-bit integers")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PayloadError(f"{_shown(where)}: {value} is not a finite number")
+        if isinstance(value, dict):
+            stack.extend((f"{where}/{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}/{i}", v) for i, v in enumerate(value))
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(where: str) -> str:
+    """A field path safe to put in a message (and a JSON response): escapes, at most 80 characters."""
+    return where.encode("ascii", "backslashreplace").decode().replace("\x00", "\\x00")[:80]
+
+
 def _check_timestamp(ts: str) -> None:
     """RFC 3339 date-time with a time zone (jsonschema checks ``format`` only with optional extras)."""
     from datetime import datetime
 
+    if len(ts) > 64:  # the column's width; Python parses any number of fractional digits
+        raise PayloadError(f"timestamp: longer than 64 characters ({len(ts)})")
     try:
         parsed = datetime.fromisoformat(ts.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

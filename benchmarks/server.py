@@ -37,6 +37,12 @@ from mobexport.exporter.errors import UsageError
 
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_MANIFEST = 1 << 20
+MAX_LIMIT = 100_000  # results per listing
+MAX_ID = 2 ** 31 - 1  # the id column is a 32-bit integer on PostgreSQL
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+ERRORS = {400: "malformed request or name", 401: "missing or wrong token", 403: "cross-origin or foreign host",
+          404: "no such artifact or result", 413: "body over the size limit", 415: "body not application/json",
+          422: "record does not follow result.schema.json"}
 MANIFEST = "manifest.json"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
@@ -161,7 +167,8 @@ def create_app(db_url: str | None = None, *, token: str | None = None, artifacts
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
 
-    app = FastAPI(title="mobexport results server", version="1", dependencies=[Depends(auth)])
+    app = FastAPI(title="mobexport results server", version="1", dependencies=[Depends(auth)],
+                  responses=_errors(401, 403))
     app.state.store = store
 
     @app.get("/api/v1/health")
@@ -173,6 +180,22 @@ def create_app(db_url: str | None = None, *, token: str | None = None, artifacts
     return app
 
 
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for our error answers: ``{"detail": "reason"}``."""
+    body = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+    return {code: {"description": ERRORS[code], "content": {"application/json": {"schema": body}}}
+            for code in codes}
+
+
+def _result_body() -> dict[str, Any]:
+    """POST /results' request body in the OpenAPI document: result.schema.json itself (the fuzz tests and
+    client generators read it from there)."""
+    from mobexport.benchmarks.results import load_schema
+
+    schema = {k: v for k, v in load_schema().items() if not k.startswith("$")}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def _artifact_routes(app, root: Path) -> None:
     from fastapi.responses import FileResponse
     from starlette.background import BackgroundTask
@@ -181,11 +204,13 @@ def _artifact_routes(app, root: Path) -> None:
     def artifacts() -> list[dict[str, Any]]:
         return list_manifests(root)
 
-    @app.get("/api/v1/artifacts/{model}/{target}/manifest")
+    @app.get("/api/v1/artifacts/{model}/{target}/manifest", responses=_errors(400, 404))
     def manifest(model: str, target: str) -> dict[str, Any]:
         return resolve_artifact(root, model, target)[1]
 
-    @app.get("/api/v1/artifacts/{model}/{target}/download")
+    @app.get("/api/v1/artifacts/{model}/{target}/download", responses={
+        200: {"description": "the artifact file, or a zip of a bundle",
+              "content": {"application/octet-stream": {}, "application/zip": {}}}, **_errors(400, 404)})
     def download(model: str, target: str):
         path, _ = resolve_artifact(root, model, target)
         if path.is_dir():
@@ -196,17 +221,19 @@ def _artifact_routes(app, root: Path) -> None:
 
 
 def _result_routes(app, store, max_body: int) -> None:
-    from fastapi import HTTPException, Request
+    from fastapi import HTTPException, Query, Request
+    from fastapi import Path as FastPath
     from starlette.concurrency import run_in_threadpool
 
-    @app.post("/api/v1/results", status_code=201)
+    @app.post("/api/v1/results", status_code=201, openapi_extra=_result_body(),
+              responses=_errors(400, 413, 415, 422))
     async def post_result(request: Request) -> dict[str, Any]:
         _require_json(request)
         body = await _read_limited(request, max_body)
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise HTTPException(400, f"malformed JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 4300+ digit number, deep nesting
+            raise HTTPException(400, f"malformed JSON: {str(e)[:200]}") from None
         try:
             result = BenchmarkResult.from_dict(payload)
         except PayloadError as e:
@@ -216,12 +243,14 @@ def _result_routes(app, store, max_body: int) -> None:
                 "min_ms": result.min_ms}
 
     @app.get("/api/v1/results")
-    def results(model: str | None = None, target: str | None = None, harness: str | None = None,
-                limit: int | None = None) -> list[dict[str, Any]]:
+    def results(model: str | None = Query(None, max_length=128, pattern=_NO_NUL),
+                target: str | None = Query(None, max_length=32, pattern=_NO_NUL),
+                harness: str | None = Query(None, max_length=16, pattern=_NO_NUL),
+                limit: int | None = Query(None, ge=1, le=MAX_LIMIT)) -> list[dict[str, Any]]:
         return [r.to_dict() for r in store.query(model=model, target=target, harness=harness, limit=limit)]
 
-    @app.get("/api/v1/results/{result_id}")
-    def result(result_id: int) -> dict[str, Any]:
+    @app.get("/api/v1/results/{result_id}", responses=_errors(404))
+    def result(result_id: int = FastPath(ge=1, le=MAX_ID)) -> dict[str, Any]:
         try:
             return store.get(result_id).to_dict(samples=True)
         except UsageError:  # its message names the database: the client learns only that the id is unknown

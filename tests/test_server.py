@@ -154,3 +154,30 @@ def test_server_without_token_accepts_posts(tmp_path):
         assert httpx.post(f"{url}/api/v1/results", json=_example("ios_result.json")).status_code == 201
         assert httpx.get(f"{url}/api/v1/health").json()["results"] == 1
         assert httpx.get(f"{url}/api/v1/artifacts").json() == []
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("threads", 2 ** 64, "32-bit"), ("batch_size", 2 ** 31, "32-bit"), ("warmup", 2 ** 40, "32-bit"),
+    ("notes", "a\x00b", "NUL"), ("device_model", "\x00", "NUL"), ("tool_versions", {"app\x00": "1"}, "NUL"),
+    ("notes", "\ud800", "UTF-8"), ("load_ms", float("inf"), "finite"), ("load_ms", float("nan"), "finite"),
+    ("timestamp", "2025-01-01T00:00:00." + "1" * 80 + "Z", "64 characters"),
+])
+def test_values_no_database_can_hold_are_422_not_500(server, field, value, reason):
+    """Schema-valid values that SQLite or PostgreSQL cannot store (found by tests/test_server_fuzz.py): an
+    integer past the 32-bit columns, NUL in text, a lone surrogate, a non-finite number (JSON 1e400 or NaN)."""
+    url, _, store = server
+    body = json.dumps({**_example("android_result.json"), field: value}, allow_nan=True)
+    r = httpx.post(f"{url}/api/v1/results", content=body.encode("utf-8", "surrogatepass"),
+                   headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert reason in r.json()["detail"] and field in r.json()["detail"]
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize("body", [b"[" * 200_000, b'{"runs": 1' + b"0" * 5000 + b"}", b"\xff\xfe{}"],
+                         ids=["nested-200k-deep", "5000-digit-integer", "not-utf8"])
+def test_json_python_cannot_parse_is_400_not_500(server, body):
+    url, _, store = server
+    r = httpx.post(f"{url}/api/v1/results", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert "malformed JSON" in r.json()["detail"] and store.count() == 0
