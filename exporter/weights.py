@@ -88,7 +88,11 @@ def layouts(family: str) -> list[KeyLayout]:
 
 
 def families() -> list[str]:
-    """Every family that has at least one registered reference layout."""
+    """Every family that has at least one registered reference layout (the zoo's family files are imported
+    first: they register their layouts)."""
+    from . import registry
+
+    registry.list_models()
     return sorted(_LAYOUTS)
 
 
