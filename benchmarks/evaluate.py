@@ -152,7 +152,7 @@ def _float_model(job: _Job, model) -> tuple[Any, str]:
     if src.get("kind") == "module":
         return None, (f"float model not rebuilt: {src.get('class', 'an in-memory module')} was exported from Python; "
                       "pass model= to mobexport.evaluate")
-    if job.weights is None and random_note(m) is None:
+    if "model_source" not in m and job.weights is None and random_note(m) is None:  # an older manifest
         return None, (f"float model not rebuilt: the manifest does not record the weights file of "
                       f"'{m.get('weights')}'; pass --weights FILE")
     if job.weights is not None and not Path(job.weights).is_file():

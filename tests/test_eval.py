@@ -246,3 +246,45 @@ def test_accuracy_records_round_trip(backend, tmp_path):
         with pytest.raises(UsageError, match="lacks dataset_fingerprint"):
             add_accuracy(store, {**rec, "dataset_fingerprint": ""})
         assert len(accuracy_records(store)) == 2
+
+
+def test_artifact_without_runtime_is_not_evaluated(folder, assets, class_names, tmp_path):
+    from mobexport.converters import get_converter
+    from mobexport.converters.pipeline import export
+
+    conv = get_converter("coreml")
+    if not conv.is_available().ok or conv.runtime_available().ok:
+        pytest.skip("needs coremltools for conversion and no Core ML runtime (any host but macOS)")
+    res = export(MODEL, "coreml-fp16", weights=assets / "weights" / WEIGHTS, out_dir=tmp_path / "cm")
+    db = str(tmp_path / "r.db")
+    [rec] = evaluate([res.manifest_path.parent], folder, db=db, labels=class_names, limit=2)
+    assert rec["status"] == "UNVALIDATED_NO_RUNTIME" and "Core ML runs only on macOS" in rec["notes"]
+    assert rec["artifact_top1"] is None and rec["artifact_top5"] is None and rec["agreement"] is None
+    assert rec["float_status"] == "OK" and rec["float_top1"] is not None  # the float column still measured
+    with open_store(db) as store:
+        assert accuracy_records(store)[0]["status"] == "UNVALIDATED_NO_RUNTIME"
+        assert latest_accuracy(store, [rec["artifact_sha256"]]) == {}  # never joined as a number
+
+
+def test_in_memory_module_labels_from_manifest(tmp_path, assets):
+    """A user module exported from Python: class folders match the manifest's labels; the float column needs
+    the module (model=), otherwise it is skipped with a note."""
+    import torch
+
+    from mobexport.converters.pipeline import export
+    from tests.fixtures.custom_model import build
+
+    torch.manual_seed(0)
+    net = build(3)
+    res = export(net, "onnx-fp32", out_dir=tmp_path / "x", labels=["cat", "dog", "bird"], input_shape=(1, 3, 64, 64),
+                 name="mynet")
+    data = tmp_path / "d"
+    for i, (cls, name) in enumerate([("Cat", "skimage_chelsea.png"), ("dog", "darknet_dog.jpg"),
+                                     ("BIRD", "darknet_eagle.jpg"), ("dog", "opencv_baboon.jpg")]):
+        (data / cls).mkdir(parents=True, exist_ok=True)
+        shutil.copy(assets / "images" / name, data / cls / f"{i}_{name}")
+    [alone] = evaluate([res.manifest_path.parent], data, save=False)
+    assert alone["float_status"] == "SKIPPED" and "pass model=" in alone["notes"]
+    assert alone["status"] == "OK" and alone["artifact_top1"] is not None and alone["n_images"] == 4
+    [both] = evaluate([res.manifest_path.parent], data, save=False, model=net)
+    assert both["float_top1"] == both["artifact_top1"] == alone["artifact_top1"] and both["agreement"] == 1.0

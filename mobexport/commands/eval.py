@@ -95,19 +95,22 @@ def _pct(r: dict, key: str) -> str:
 
 
 def render(records: list[dict]) -> None:
+    from pathlib import PurePath
+
     from rich.table import Table
 
     from mobexport.benchmarks.evaluate import CI_METHOD
 
     t = Table(title=f"accuracy, % [{CI_METHOD}]")
-    for col in ("model", "target", "images", "status", "top-1", "top-5", "float top-1", "float top-5",
-                "agreement", "stored"):
-        t.add_column(col, justify="left" if col in ("model", "target", "status") else "right")
+    for col in ("id", "model", "target", "data", "images", "status", "top-1", "top-5", "float top-1",
+                "float top-5", "agreement"):
+        t.add_column(col, justify="left" if col in ("model", "target", "data", "status") else "right")
     for r in records:
         agree = "-" if r.get("agreement") is None else f"{100 * r['agreement']:.1f}"
-        t.add_row(r["model"], r["target"], str(r["n_images"]), r["status"], _pct(r, "artifact_top1"),
-                  _pct(r, "artifact_top5"), _pct(r, "float_top1"), _pct(r, "float_top5"), agree,
-                  f"#{r['id']}" if "id" in r else "no")
+        data = f"{PurePath(r['dataset_path']).name} {r['dataset_fingerprint'][:8]}"
+        t.add_row(str(r.get("id", "-")), r["model"], r["target"], data, str(r["n_images"]), r["status"],
+                  _pct(r, "artifact_top1"), _pct(r, "artifact_top5"), _pct(r, "float_top1"),
+                  _pct(r, "float_top5"), agree)
     from .results import wide_console
 
     out = wide_console()
@@ -115,5 +118,5 @@ def render(records: list[dict]) -> None:
     for r in records:
         if r.get("notes"):
             out.print(f"{r['model']}/{r['target']}: {r['notes']}")
-    if records:
-        out.print(f"dataset: {records[0]['dataset_path']} (fingerprint {records[0]['dataset_fingerprint'][:12]})")
+    for path, fp in sorted({(r["dataset_path"], r["dataset_fingerprint"][:8]) for r in records}):
+        out.print(f"data {fp}: {path}")
