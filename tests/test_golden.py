@@ -6,8 +6,8 @@ padding rule, an activation variant. Each fixture in tests/golden/ holds the log
 itself (torchvision, timm, the official repositories; see scripts/make_golden.py for versions and commits)
 computed in float64 with deterministic weights that include randomized BatchNorm statistics (running_var over
 [1e-4, 2], so eps matters). Here the identical reference-layout state_dict is regenerated from the recorded
-(key, shape) list, loaded through ``create_model(name, weights=file)`` and run in float64; no reference code
-is needed.
+(key, shape) list, loaded through ``create_model(name, weights=file)`` and run in float64, as loaded and after
+``reparameterize`` (folded in float64); no reference code is needed.
 """
 
 from __future__ import annotations
@@ -47,11 +47,14 @@ def _reference_file(fx: dict, tmp_path: Path, suffix: str) -> Path:
     return path
 
 
-def _our_logits(fx: dict, path: Path) -> tuple[np.ndarray, str]:
+def _our_logits(fx: dict, path: Path, *, deploy: bool = False) -> tuple[np.ndarray, str]:
     model = mobexport.create_model(fx["model"], weights=path).double().eval()
+    loaded_from = model.loaded_from
+    if deploy:  # folded in float64: the conventions (e.g. a BatchNorm eps) must survive re-parameterization
+        model = mobexport.reparameterize(model)
     x = torch.from_numpy(inputs(fx["input_seed"], tuple(fx["input_shape"])))
     with torch.no_grad():
-        return model(x).numpy(), model.loaded_from
+        return model(x).numpy(), loaded_from
 
 
 def _rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -70,6 +73,8 @@ def test_reference_layout_computes_the_reference_function(fixture, tmp_path):
     ref = np.array(fx["logits"], dtype=np.float64)
     assert ours.shape == ref.shape
     assert _rel_err(ours, ref) <= REL_TOL, f"{fixture.stem}: relative max error {_rel_err(ours, ref):.3g}"
+    deployed, _ = _our_logits(fx, _reference_file(fx, tmp_path, suffix), deploy=True)
+    assert _rel_err(deployed, ref) <= REL_TOL, f"{fixture.stem} deploy form: {_rel_err(deployed, ref):.3g}"
 
 
 def test_fixtures_use_non_trivial_batchnorm_statistics():
