@@ -243,11 +243,23 @@ def _record(job: _Job, data: LabelledData, preds: _Preds, status: Status, float_
     return rec
 
 
-def _evaluate_job(job: _Job, data: LabelledData, model, progress: Progress | None) -> dict[str, Any]:
+def _float_key(job: _Job, model) -> str:
+    """Artifacts of the same float model, weights and preprocessing share one float pass over the data."""
+    m = job.manifest
+    who = (f"module {id(model)}" if model is not None else
+           [m.get("model_source") or m["model"], job.weights, m.get("random_weights"), m.get("num_classes"),
+            m.get("input_size")])
+    return json.dumps([who, m["preprocessing"]], sort_keys=True, default=str)
+
+
+def _evaluate_job(job: _Job, data: LabelledData, model, progress: Progress | None,
+                  cache: dict[str, list[np.ndarray]]) -> dict[str, Any]:
     runner, status, reason = _runner(job)
     if reason:
         job.notes.append(reason)
-    fmodel, why = _float_model(job, model)
+    key = _float_key(job, model)
+    cached = cache.get(key)
+    fmodel, why = _float_model(job, model) if cached is None else (None, "")
     if why:
         job.notes.append(why)
     try:
@@ -260,7 +272,11 @@ def _evaluate_job(job: _Job, data: LabelledData, model, progress: Progress | Non
     finally:
         if runner is not None:
             runner.close()
-    return _record(job, data, preds, status, Status.OK if fmodel is not None else Status.SKIPPED)
+    if cached is not None:
+        preds.float = cached
+    elif fmodel is not None:
+        cache[key] = preds.float
+    return _record(job, data, preds, status, Status.OK if preds.float else Status.SKIPPED)
 
 
 def evaluate(artifacts: Sequence[str | os.PathLike], data: str | os.PathLike, *, db: str | None = None,
@@ -285,7 +301,8 @@ def evaluate(artifacts: Sequence[str | os.PathLike], data: str | os.PathLike, *,
 
         store = open_store(db)  # opened (and migrated) before the long part: a bad --db fails first
     try:
-        records = [_evaluate_job(job, loaded, model, progress) for job in jobs]
+        cache: dict[str, list[np.ndarray]] = {}
+        records = [_evaluate_job(job, loaded, model, progress, cache) for job in jobs]
         if store is not None:
             from mobexport.benchmarks.store.accuracy import add_accuracy
 

@@ -286,5 +286,9 @@ def test_in_memory_module_labels_from_manifest(tmp_path, assets):
     [alone] = evaluate([res.manifest_path.parent], data, save=False)
     assert alone["float_status"] == "SKIPPED" and "pass model=" in alone["notes"]
     assert alone["status"] == "OK" and alone["artifact_top1"] is not None and alone["n_images"] == 4
-    [both] = evaluate([res.manifest_path.parent], data, save=False, model=net)
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    both, again = evaluate([res.manifest_path.parent, res.artifact], data, save=False, model=net)
     assert both["float_top1"] == both["artifact_top1"] == alone["artifact_top1"] and both["agreement"] == 1.0
+    assert again["float_top1"] == both["float_top1"] and again["agreement"] == 1.0
+    assert len(calls) == 4  # one float pass over the 4 images, shared by both artifacts
