@@ -17,7 +17,9 @@ Then every candidate (our layout; each registered reference layout of the family
 is compared key-by-key and shape-by-shape with the model; only an exact match is loaded — never a partial
 load. A layout carries the numerical *conventions* of its reference implementation that keys and shapes
 cannot show (e.g. torchvision builds MobileNetV3 with BatchNorm eps 1e-3); they are applied to the model after
-a match and named in the description. On failure the error names the first missing / unexpected /
+a match and named in the description. A checkpoint that records its architecture (timm's ``arch``) as a
+variant with the same keys but other numerics (timm's ``tf_mobilenetv3_*``, PyTorch ``efficientnet_lite*``) is
+refused; a bare file cannot tell, and loads as the layout's registered variant. On failure the error names the first missing / unexpected /
 mis-shaped keys of the closest candidate, or the class-count mismatch of the head with the flag that fixes it.
 A file holding NaN or Inf is refused before anything is compared.
 """
@@ -48,6 +50,16 @@ class Conventions:
     bn_eps: float | None = None
     bn_momentum: float | None = None
     source: str = ""  # whose convention, for the description ("torchvision MobileNetV3")
+    # variants of the reference with the same keys but other numerics, which our model does not implement:
+    # (regex on the architecture name a checkpoint records, e.g. timm's "arch", why it is refused)
+    other_variants: tuple[tuple[str, str], ...] = ()
+
+    def refusal(self, arch: str) -> str | None:
+        """Why a checkpoint recorded as architecture ``arch`` cannot be loaded in this layout, or None."""
+        for pattern, why in self.other_variants:
+            if arch and re.fullmatch(pattern, arch):
+                return why
+        return None
 
     def apply(self, model: nn.Module) -> str:
         changed: dict[str, float] = {}
@@ -114,6 +126,7 @@ WRAPPERS = ("state_dict_ema", "model_ema", "ema_state_dict", "ema", "state_dict"
 class Checkpoint:
     state_dict: StateDict
     entry: str  # where in the file it was found ("" for a bare state_dict, "state_dict_ema", "model.module" …)
+    arch: str = ""  # the architecture name the file records, if any (timm train checkpoints: "arch")
 
 
 def _safe_extra_globals() -> list:
@@ -165,7 +178,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     sd, entry = _locate(obj, p)
     if all(k.startswith("module.") for k in sd):  # DDP / DataParallel
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    return Checkpoint(dict(sd), entry)
+    arch = obj.get("arch") if isinstance(obj, dict) and isinstance(obj.get("arch"), str) else ""
+    return Checkpoint(dict(sd), entry, arch)
 
 
 def read_state_dict(path: str | os.PathLike) -> StateDict:
@@ -298,14 +312,16 @@ class _Best:
     model_sd: StateDict
 
 
-def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "state_dict", entry: str = "") -> str:
+def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "state_dict", entry: str = "",
+              arch: str = "") -> str:
     """Load ``sd`` into ``model`` (train form, as built) exactly, trying every prefix view × layout × form.
 
     Returns a description such as ``"timm (train form), from 'state_dict_ema'"``; a stripped key prefix and
     the reference conventions applied (e.g. torchvision MobileNetV3's BatchNorm eps 1e-3) are named too. If
     the only match is a deploy-form layout, the model is re-parameterized first (in place). Raises
     WeightsError naming the closest candidate's differences (or the head's class count); the model is
-    untouched then.
+    untouched then, also when the file records an architecture (``arch``) that shares the matched layout's keys
+    but not its numerics (timm's tf_* variants).
     """
     import copy
 
@@ -318,6 +334,7 @@ def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "st
     for prefix, name, cand in candidates:
         d = diff_state_dict(train_sd, cand)
         if d.ok:
+            _refuse_variant(family, name, arch, source)
             _strict_load(model, cand)
             return _described(model, family, name, "train", entry, prefix)
         if best is None or d.size < best.size:
@@ -326,12 +343,20 @@ def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "st
     for prefix, name, cand in candidates:
         d = diff_state_dict(deploy_sd, cand)
         if d.ok:
+            _refuse_variant(family, name, arch, source)
             reparameterize(model)
             _strict_load(model, cand)
             return _described(model, family, name, "deploy", entry, prefix)
         if d.size < best.size:
             best = _Best(d.size, prefix, name, "deploy", d, deploy_sd)
     raise _mismatch_error(family, best, sd, source)
+
+
+def _refuse_variant(family: str, layout: str, arch: str, source: str) -> None:
+    why = get_layout(family, layout).conventions.refusal(arch) if arch and layout != "mobexport" else None
+    if why:
+        raise WeightsError(f"weights in {source} are a {arch} checkpoint: its keys match the {layout} layout, but "
+                           f"{why}; loading it would compute another function")
 
 
 def _described(model: nn.Module, family: str, layout: str, form: str, entry: str, prefix: str) -> str:
@@ -398,4 +423,4 @@ def _strict_load(model: nn.Module, sd: StateDict) -> None:
 
 def load_weights(model: nn.Module, family: str, path: str | os.PathLike) -> str:
     ckpt = read_checkpoint(path)
-    return load_into(model, family, ckpt.state_dict, source=str(path), entry=ckpt.entry)
+    return load_into(model, family, ckpt.state_dict, source=str(path), entry=ckpt.entry, arch=ckpt.arch)

@@ -327,3 +327,30 @@ def test_corrupt_file_message_never_suggests_weights_only_false(tmp_path, model,
     p.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
     msg = _fails(model, p, "cannot read weights file")
     assert "weights_only" not in msg
+
+
+@pytest.mark.parametrize("arch,refused", [("tf_mobilenetv3_small_100", True), ("mobilenetv3_small_100", False)])
+def test_timm_checkpoint_of_a_same_keys_other_numerics_variant_is_refused(tmp_path, raw_sd, arch, refused):
+    """timm's tf_mobilenetv3_* share mobilenetv3_*'s keys but compute with eps 1e-3 and TF-SAME padding."""
+    timm = get_layout(SMALL_FAMILY, "timm")
+    torch.save({"arch": arch, "epoch": 3, "state_dict": timm.from_ours(raw_sd)}, tmp_path / "ckpt.pth.tar")
+    model = mobexport.create_model(SMALL, num_classes=10)
+    before = _snapshot(model)
+    if not refused:
+        assert load_weights(model, SMALL_FAMILY, tmp_path / "ckpt.pth.tar") == "timm (train form), from 'state_dict'"
+        return
+    with pytest.raises(WeightsError) as exc:
+        load_weights(model, SMALL_FAMILY, tmp_path / "ckpt.pth.tar")
+    _assert_untouched(model, before)
+    assert f"a {arch} checkpoint" in str(exc.value) and "TF-SAME" in str(exc.value)
+
+
+def test_timm_pytorch_efficientnet_lite_checkpoint_is_refused(tmp_path):
+    src = mobexport.create_model("efficientnet_lite0")
+    sd = get_layout("efficientnet_lite", "timm").from_ours(src.state_dict())
+    torch.save({"arch": "efficientnet_lite0", "state_dict": sd}, tmp_path / "lite.pth.tar")
+    with pytest.raises(WeightsError, match="symmetric padding"):
+        mobexport.create_model("efficientnet_lite0", weights=tmp_path / "lite.pth.tar")
+    torch.save({"arch": "tf_efficientnet_lite0", "state_dict": sd}, tmp_path / "tf_lite.pth.tar")
+    m = mobexport.create_model("efficientnet_lite0", weights=tmp_path / "tf_lite.pth.tar")
+    assert m.loaded_from == "timm (train form), from 'state_dict'"

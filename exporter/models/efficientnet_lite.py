@@ -128,11 +128,15 @@ def lukemelas_rows(cfg: LiteCfg) -> list[Row]:
 
 # Both references compute as our model is built (golden-checked, tests/test_golden.py): BatchNorm eps 1e-3 and
 # TF-SAME padding. timm's PyTorch-trained efficientnet_lite* (eps 1e-5, symmetric padding) has the same keys as
-# tf_efficientnet_lite*; such a file loads as the TF variant, which is not the function it was trained as.
+# tf_efficientnet_lite*: a checkpoint that records that arch is refused (a bare file cannot tell: it loads as the
+# TF variant, which is not the function it was trained as).
+_TIMM_PT = ((r"efficientnet_lite\d.*", "timm's efficientnet_lite* use BatchNorm eps 1e-5 and symmetric padding, "
+                                       "our EfficientNet-Lite the TF numerics (eps 1e-3, TF-SAME padding)"),)
 for _lname, _fn, _desc in (("lukemelas", lukemelas_rows, "efficientnet_pytorch-style _conv_stem/_blocks.N/_fc"),
                            ("timm", timm_rows, "timm tf_efficientnet_lite* conv_stem/blocks.S.J/classifier")):
     _to, _from = table_layout(lambda fn=_fn: [fn(c) for c in VARIANTS.values()])
-    register_layout(FAMILY, KeyLayout(_lname, _to, _from, _desc, Conventions(bn_eps=BN_EPS)))
+    register_layout(FAMILY, KeyLayout(_lname, _to, _from, _desc, Conventions(
+        bn_eps=BN_EPS, other_variants=_TIMM_PT if _lname == "timm" else ())))
 
 
 def _spec(name: str, cfg: LiteCfg) -> ModelSpec:

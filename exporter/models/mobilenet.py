@@ -187,8 +187,12 @@ def _tables(family: str, rows_fn) -> list[list[Row]]:
 # Conventions keys cannot show (read from the reference code): torchvision builds MobileNetV3 with
 # BatchNorm2d(eps=1e-3, momentum=0.01) and MobileNetV2 with the defaults (1e-5, 0.1); timm's mobilenetv2_100 /
 # mobilenetv3_*_100 use the defaults, symmetric padding. timm's tf_mobilenetv3_* (eps 1e-3, TF-SAME padding)
-# share the timm keys but not these numerics: such a file loads as timm's PyTorch-trained variant.
-_CONVENTIONS = {("mobilenetv3", "torchvision"): Conventions(1e-3, 0.01, "torchvision MobileNetV3")}
+# share the timm keys but not these numerics: a checkpoint that records that arch is refused (a bare file cannot
+# tell and loads as timm's PyTorch-trained variant).
+_TF_MNV3 = ((r"tf_mobilenetv3_.*", "timm's tf_mobilenetv3_* use BatchNorm eps 1e-3 and TF-SAME padding, our "
+                                   "MobileNetV3 timm's mobilenetv3_* numerics (eps 1e-5, symmetric padding)"),)
+_CONVENTIONS = {("mobilenetv3", "torchvision"): Conventions(1e-3, 0.01, "torchvision MobileNetV3"),
+                ("mobilenetv3", "timm"): Conventions(1e-5, 0.1, other_variants=_TF_MNV3)}
 
 for _fam in ("mobilenetv2", "mobilenetv3"):
     for _lname, _fn, _desc in (
