@@ -4,7 +4,7 @@ distribution of one or more results."""
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from mobexport.exporter.errors import UsageError
@@ -61,13 +61,14 @@ def _quantized(target: str) -> bool:
 
 def top1_point(record: dict[str, Any]) -> tuple[float, str] | None:
     """(top-1 %, source) of a latency record: the measured top-1 of its artifact where an accuracy record is
-    joined ("measured"), else the published top-1 for the published float weights only ("published"); None for
-    random weights, and never the published figure for an int8 / weight-only artifact."""
+    joined ("measured top-1 on DATA (n=N)"), else the published top-1 for the published float weights only
+    ("published"); None for random weights, and never the published figure for an int8 / weight-only artifact."""
     if is_random_weights(record):
         return None
     acc = record.get("accuracy") or {}
     if acc.get("artifact_top1") is not None:
-        return 100 * acc["artifact_top1"], "measured"
+        name = PurePath(str(acc.get("dataset_path", "?"))).name
+        return 100 * acc["artifact_top1"], f"measured top-1 on {name} (n={acc.get('n_images')})"
     if _quantized(record["target"]) or not has_published_weights(record):
         return None
     v = model_metric(record["model"], "top1")
@@ -81,10 +82,12 @@ def _point(record: dict[str, Any], y: str) -> tuple[float, str] | None:
     return None if v is None else (v, "random weights" if is_random_weights(record) else "params")
 
 
-_STYLE = {"measured": dict(marker="o", label="measured top-1 (mobexport eval)"),
-          "published": dict(marker="^", label="published top-1 (published weights)"),
-          "params": dict(marker="o", label="params"),
-          "random weights": dict(marker="o", facecolors="none", edgecolors="tab:blue", label="random weights")}
+def _style(source: str) -> dict[str, Any]:
+    if source == "published":
+        return dict(marker="^", label="published top-1 (published weights)")
+    if source == "random weights":
+        return dict(marker="o", facecolors="none", edgecolors="tab:gray", label="random weights")
+    return dict(marker="o", label=source)  # "params" or "measured top-1 on DATA (n=N)"
 
 
 def _panels(records: list[dict[str, Any]], y: str) -> dict[str, list[tuple[float, float, str, str]]]:
@@ -135,14 +138,19 @@ def pareto_plot(records: list[dict[str, Any]], out: str | Path, *, y: str = "top
 
 
 def _draw_panel(ax, target: str, pts: list[tuple[float, float, str, str]], y: str) -> None:
-    for src in sorted({p[3] for p in pts}):
+    """Points by source; top-1 fronts are drawn per source (a measured top-1 on a few photos and a published
+    ImageNet top-1 are not comparable), the params front over every point."""
+    sources = sorted({p[3] for p in pts})
+    for src in sources:
         sel = [p for p in pts if p[3] == src]
-        ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=28, **_STYLE[src])
+        ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=28, **_style(src))
     for ms, v, m, _src in pts:
         ax.annotate(m, (ms, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
     sign = 1 if y == "top1" else -1
-    front = pareto_front([(ms, sign * v) for ms, v, _, _ in pts])
-    ax.plot([p[0] for p in front], [sign * p[1] for p in front], "--", lw=1, color="tab:red")
+    for src in sources if y == "top1" else [None]:
+        front = pareto_front([(ms, sign * v) for ms, v, _, s in pts if src is None or s == src])
+        if len(front) > 1:
+            ax.plot([p[0] for p in front], [sign * p[1] for p in front], "--", lw=1, color="tab:red")
     ax.set_title(target)
     ax.set_xlabel("min latency (ms, min of N)")
     ax.set_ylabel("top-1 (%)" if y == "top1" else "params (M)")

@@ -149,16 +149,21 @@ def test_cli_eval_json_then_results_show_it(export_dir, folder, labels_file, tmp
 
 
 def test_measured_top1_is_plotted(export_dir, folder, class_names, tmp_path):
-    from mobexport.benchmarks.plots import top1_point
+    from mobexport.benchmarks.plots import pareto_plot, top1_point
 
     [rec] = evaluate([export_dir], folder, save=False, labels=class_names)
     row = {"model": MODEL, "target": "onnx-fp32", "weights": "mobilenet_v2-b0353104.pth@sha256:b03531047ffa",
            "min_ms": 1.0, "accuracy": rec}
-    assert top1_point(row) == (100 * rec["artifact_top1"], "measured")
+    assert top1_point(row) == (100 * rec["artifact_top1"], f"measured top-1 on data (n={len(PHOTOS)})")
     published = top1_point({**row, "accuracy": None})
     assert published is not None and published[1] == "published"
     assert top1_point({**row, "accuracy": None, "target": "tflite-w8a8"}) is None  # never published for int8
     assert top1_point({**row, "weights": "random(seed=0)"}) is None
+    png = pareto_plot([row, {**row, "target": "tflite-w8a8", "accuracy": None}], tmp_path / "p.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UsageError, match="nothing to plot"):  # int8 without a measurement, random weights
+        pareto_plot([{**row, "target": "tflite-w8a8", "accuracy": None}, {**row, "weights": "random"}],
+                    tmp_path / "q.png")
 
 
 def test_csv_layout_with_integer_labels(export_dir, folder, assets, tmp_path, class_names):
