@@ -289,14 +289,16 @@ def _prefix_views(sd: StateDict) -> Iterator[tuple[str, StateDict]]:
             yield prefix + head, {k[len(head):]: v for k, v in cur.items() if k.startswith(head)}
 
 
-def _candidates(family: str, sd: StateDict) -> list[tuple[str, str, StateDict]]:
-    """(prefix stripped, layout name, the view in our key names) for every prefix view × layout."""
+def _candidates(family: str, sd: StateDict) -> list[tuple[str, str, StateDict, int]]:
+    """(prefix stripped, layout name, the view in our key names, file keys the view leaves out) for every
+    prefix view × layout."""
     out = []
     for prefix, view in _prefix_views(sd):
-        out.append((prefix, "mobexport", view))
+        dropped = len(sd) - len(view)
+        out.append((prefix, "mobexport", view, dropped))
         for lay in layouts(family):
             try:
-                out.append((prefix, lay.name, lay.to_ours(view)))
+                out.append((prefix, lay.name, lay.to_ours(view), dropped))
             except Exception:  # a mapping that does not apply to this file
                 continue
     return out
@@ -329,26 +331,19 @@ def load_into(model: nn.Module, family: str, sd: StateDict, *, source: str = "st
 
     _check_finite(sd, source)
     candidates = _candidates(family, sd)
-    train_sd = model.state_dict()
     best: _Best | None = None
-    for prefix, name, cand in candidates:
-        d = diff_state_dict(train_sd, cand)
-        if d.ok:
-            _refuse_variant(family, name, arch, source)
-            _strict_load(model, cand)
-            return _described(model, family, name, "train", entry, prefix)
-        if best is None or d.size < best.size:
-            best = _Best(d.size, prefix, name, "train", d, train_sd)
-    deploy_sd = reparameterize(copy.deepcopy(model)).state_dict()
-    for prefix, name, cand in candidates:
-        d = diff_state_dict(deploy_sd, cand)
-        if d.ok:
-            _refuse_variant(family, name, arch, source)
-            reparameterize(model)
-            _strict_load(model, cand)
-            return _described(model, family, name, "deploy", entry, prefix)
-        if d.size < best.size:
-            best = _Best(d.size, prefix, name, "deploy", d, deploy_sd)
+    for form in ("train", "deploy"):  # deploy: the re-parameterized twin's keys (a copy; the model is untouched)
+        model_sd = model.state_dict() if form == "train" else reparameterize(copy.deepcopy(model)).state_dict()
+        for prefix, name, cand, dropped in candidates:
+            d = diff_state_dict(model_sd, cand)
+            if d.ok:
+                _refuse_variant(family, name, arch, source)
+                if form == "deploy":
+                    reparameterize(model)
+                _strict_load(model, cand)
+                return _described(model, family, name, form, entry, prefix)
+            if best is None or d.size + dropped < best.size:  # a prefix group leaving keys out is no closer
+                best = _Best(d.size + dropped, prefix, name, form, d, model_sd)
     raise _mismatch_error(family, best, sd, source)
 
 

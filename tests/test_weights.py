@@ -354,3 +354,15 @@ def test_timm_pytorch_efficientnet_lite_checkpoint_is_refused(tmp_path):
     torch.save({"arch": "tf_efficientnet_lite0", "state_dict": sd}, tmp_path / "tf_lite.pth.tar")
     m = mobexport.create_model("efficientnet_lite0", weights=tmp_path / "tf_lite.pth.tar")
     assert m.loaded_from == "timm (train form), from 'state_dict'"
+
+
+def test_a_mismatch_inside_a_lightning_checkpoint_names_the_model_keys(tmp_path, raw_sd):
+    bad = dict(raw_sd)
+    bad["blocks.0.dw.conv.weight"] = torch.zeros(16, 1, 5, 5)
+    ckpt = _lightning(bad, "model.")
+    ckpt["state_dict"]["criterion.weight"] = torch.ones(10)  # a second attribute: no common prefix
+    torch.save(ckpt, tmp_path / "bad.ckpt")
+    with pytest.raises(WeightsError) as exc:
+        mobexport.create_model(SMALL, weights=tmp_path / "bad.ckpt", num_classes=10)
+    msg = str(exc.value)
+    assert "key prefix 'model.' stripped" in msg and "blocks.0.dw.conv.weight: file (16, 1, 5, 5)" in msg
