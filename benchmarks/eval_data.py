@@ -182,6 +182,22 @@ def _csv(path: Path) -> list[Sample]:
     return samples
 
 
+def _check_headers(samples: list[Sample], where: Path) -> None:
+    """Every image's header parses (cheap: Pillow reads no pixels here), so a text file named .jpg fails before
+    any model runs."""
+    from PIL import Image, UnidentifiedImageError
+
+    bad = []
+    for s in samples:
+        try:
+            with Image.open(s.path) as im:
+                im.size  # noqa: B018 - header only
+        except (OSError, UnidentifiedImageError, ValueError):
+            bad.append(s.rel)
+    if bad:
+        raise _named(bad, "unreadable image(s)", where)
+
+
 def _stable(s: Sample) -> str:
     return hashlib.sha256(s.rel.encode()).hexdigest()
 
@@ -202,4 +218,5 @@ def load_data(data: str | os.PathLike, limit: int | None = None) -> LabelledData
         raise UsageError(f"--data {src} does not exist")
     if limit is not None and limit < len(samples):
         samples = sorted(sorted(samples, key=_stable)[:limit], key=lambda s: s.rel)
+    _check_headers(samples, src)
     return LabelledData(src.resolve(), layout, samples)

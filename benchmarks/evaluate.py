@@ -290,6 +290,8 @@ def evaluate(artifacts: Sequence[str | os.PathLike], data: str | os.PathLike, *,
     module. ``db``/``save``: store the records in the results database (default ./mobexport-results.db).
     Returns one record per artifact (the stored fields plus ``artifact``, ``ci_method``, ``random_weights``).
     """
+    if isinstance(artifacts, str | os.PathLike):
+        artifacts = [artifacts]
     if not artifacts:
         raise UsageError("no artifact given")
     arts = [resolve_artifact(a) for a in artifacts]

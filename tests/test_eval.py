@@ -171,7 +171,7 @@ def test_csv_layout_with_integer_labels(export_dir, folder, assets, tmp_path, cl
     csv.parent.mkdir()
     lines = ["path,label"] + [f"../data/{_short(class_names, c)}/{n},{c}" for n, c in PHOTOS.items()]
     csv.write_text("\n".join(lines) + "\n")
-    [by_csv] = evaluate([export_dir], csv, save=False)  # integer labels: no class names needed
+    [by_csv] = evaluate(export_dir, csv, save=False)  # one path; integer labels: no class names needed
     [by_folder] = evaluate([export_dir], folder, save=False, labels=class_names)
     for k in ("artifact_top1", "artifact_top5", "float_top1", "agreement", "n_images"):
         assert by_csv[k] == by_folder[k], k
@@ -188,10 +188,14 @@ def _bad_inputs(root: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     empty_class = root / "empty_class"
     shutil.copytree(unknown, empty_class)
     (empty_class / "tench").mkdir()
+    fake = root / "fake"
+    shutil.copytree(unknown, fake)
+    (fake / "fox_squirel").rename(fake / "fox_squirrel")
+    (fake / "fox_squirrel" / "notes.jpg").write_text("a text file named .jpg")
     bad_csv = root / "bad.csv"
     bad_csv.write_text("path,label\nmissing.jpg,1\na,b,c\n")
     return {"non-image": (folder, "notes.txt"), "unknown class": (unknown, "Did you mean: fox squirrel"),
-            "empty": (root / "empty", "is empty"), "empty class": (empty_class, "empty class folder(s)"),
+            "empty": (root / "empty", "is empty"), "fake image": (fake, "unreadable image(s)"), "empty class": (empty_class, "empty class folder(s)"),
             "bad csv": (bad_csv, "line 2: no such file missing.jpg")}
 
 
