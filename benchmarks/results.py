@@ -154,6 +154,7 @@ def validate_payload(d: Any) -> None:
     if err is not None:
         where = "/".join(str(p) for p in err.absolute_path) or "(record)"
         raise PayloadError(f"{where}: {err.message[:300]}")
+    _check_integer_range(d)
     _check_timestamp(d["timestamp"])
     if len(d["samples_ms"]) != d["runs"]:
         raise PayloadError(f"runs: {d['runs']} but samples_ms has {len(d['samples_ms'])} entries")
@@ -169,9 +170,9 @@ INT_RANGE = (-(2 ** 31), 2 ** 31 - 1)  # the database's integer columns (Postgre
 
 
 def _check_storable(d: dict[str, Any]) -> None:
-    """Values the schema allows but no database column holds: an integer past 32 bits, a non-finite number
-    (JSON ``1e400`` parses to infinity, Python's parser takes ``NaN``), text with NUL (PostgreSQL refuses it)
-    or a lone surrogate (not UTF-8). Walks the payload without recursion, keys included."""
+    """Values the schema allows but no database holds: a non-finite number (JSON ``1e400`` parses to infinity,
+    Python's parser takes ``NaN``), text with NUL (PostgreSQL refuses it) or a lone surrogate (not UTF-8).
+    Walks the payload without recursion, keys included."""
     stack: list[tuple[str, Any]] = [(k, v) for k, v in d.items()]
     while stack:
         where, value = stack.pop()  # ``where`` is the path of keys, so a bad key is caught as well
@@ -180,15 +181,33 @@ def _check_storable(d: dict[str, Any]) -> None:
                 raise PayloadError(f"{_shown(where)}: text holds NUL (\\x00), which the database cannot store")
             if not text.isascii() and not _is_utf8(text):
                 raise PayloadError(f"{_shown(where)}: text is not valid UTF-8 (a lone surrogate)")
-        if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
-            raise PayloadError(f"{_shown(where)}: a {value.bit_length()}-bit integer does not fit the database's "
-                               "32-bit integers")
         if isinstance(value, float) and not math.isfinite(value):
             raise PayloadError(f"{_shown(where)}: {value} is not a finite number")
         if isinstance(value, dict):
             stack.extend((f"{where}/{k}", v) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((f"{where}/{i}", v) for i, v in enumerate(value))
+
+
+@lru_cache(maxsize=1)
+def _integer_fields() -> tuple[str, ...]:
+    """The schema's integer properties (and arrays of integers): ``threads``, ``batch_size``, ``input_shape``..."""
+    def types(p: dict[str, Any]) -> list[str]:
+        t = p.get("type", [])
+        return [t] if isinstance(t, str) else t
+
+    props = load_schema()["properties"]
+    return tuple(k for k, p in props.items() if "integer" in types(p) or "integer" in types(p.get("items", {})))
+
+
+def _check_integer_range(d: dict[str, Any]) -> None:
+    """Integer fields must fit the database's 32-bit integer columns (PostgreSQL INTEGER). JSON Schema counts
+    ``1443.0`` as an integer, so integral floats are checked too."""
+    for k in _integer_fields():
+        for x in d[k] if isinstance(d.get(k), list) else [d.get(k)]:
+            if x is not None and not INT_RANGE[0] <= x <= INT_RANGE[1]:
+                shown = f"{x:.6g}" if isinstance(x, float) else f"a {x.bit_length()}-bit integer"
+                raise PayloadError(f"{k}: {shown} does not fit the database's 32-bit integers")
 
 
 def _is_utf8(text: str) -> bool:

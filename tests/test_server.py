@@ -181,3 +181,14 @@ def test_json_python_cannot_parse_is_400_not_500(server, body):
     r = httpx.post(f"{url}/api/v1/results", content=body, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 400, r.text
     assert "malformed JSON" in r.json()["detail"] and store.count() == 0
+
+
+@pytest.mark.parametrize(("field", "value"), [("warmup", 237244336495610.0), ("input_shape", [1, 3, 2.0 ** 40, 1]),
+                                              ("batch_size", 2.0 ** 31)])
+def test_integral_floats_past_32_bits_are_422(server, field, value):
+    """JSON Schema's "integer" takes 237244336495610.0; PostgreSQL's INTEGER column does not (found by the fuzz
+    test on PostgreSQL as a 500)."""
+    url, _, store = server
+    r = httpx.post(f"{url}/api/v1/results", json={**_example("ios_result.json"), field: value}, headers=AUTH)
+    assert r.status_code == 422 and "32-bit" in r.json()["detail"] and field in r.json()["detail"], r.text
+    assert store.count() == 0
