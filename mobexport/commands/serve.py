@@ -25,8 +25,10 @@ def run(args) -> int:
     server.check_bind(args.host, args.token)
     if not 0 < args.port < 65536:
         raise UsageError(f"invalid port {args.port}")
+    from mobexport.benchmarks.store import redact_url
+
     app = server.create_app(args.db, token=args.token, artifacts_dir=args.artifacts)
     notice(f"mobexport serve: http://{args.host}:{args.port}/api/v1 (artifacts from {args.artifacts}, "
-           f"results into {app.state.store.url.split('@')[-1]}{', token required' if args.token else ''})")
+           f"results into {redact_url(app.state.store.url)}{', token required' if args.token else ''})")
     server.run(app, args.host, args.port)
     return 0
