@@ -262,9 +262,9 @@ def build_zoo_model(name: str, *, weights=None, num_classes: int = 1000, input_s
 
 
 def _load_user_weights(model, path) -> str:
-    from mobexport.exporter.weights import load_into, read_state_dict
+    from mobexport.exporter.weights import load_weights
 
-    return load_into(model, CUSTOM, read_state_dict(path), source=str(path))
+    return load_weights(model, CUSTOM, path)  # the description names the entry used (e.g. 'state_dict_ema')
 
 
 def _run_steps(state: ExportState, converter: Converter, progress) -> dict[str, float]:
