@@ -55,12 +55,17 @@ def check_bind(host: str, token: str | None) -> None:
                          hint="pass --token SECRET (clients send 'Authorization: Bearer SECRET')")
 
 
+def _valid_names(model: str, target: str) -> bool:
+    """Folder names an export can have: no hidden, empty, ``..`` or path-like names."""
+    return bool(_SAFE_NAME.match(model) and _SAFE_NAME.match(target)) and ".." not in model + target
+
+
 def _servable(root: Path, model: str, target: str) -> tuple[Path, dict[str, Any]] | None:
     """(artifact path, manifest) when ``root/model/target`` is a finished export this server may hand out, else
     None. Refused: hidden folders (an export's staging or replaced folder), anything resolving outside ``root``,
     a manifest that is a link, over 1 MiB, not a JSON object, or naming another model/target than its folder,
     and an artifact that is missing or outside its folder."""
-    if not (_SAFE_NAME.match(model) and _SAFE_NAME.match(target)) or ".." in (model + target):
+    if not _valid_names(model, target):
         return None
     folder = (root / model / target).resolve()
     mf = folder / MANIFEST
@@ -91,7 +96,7 @@ def resolve_artifact(root: Path, model: str, target: str) -> tuple[Path, dict[st
     ``_servable`` refuses."""
     from fastapi import HTTPException
 
-    if not (_SAFE_NAME.match(model) and _SAFE_NAME.match(target)) or ".." in (model + target):
+    if not _valid_names(model, target):
         raise HTTPException(400, "invalid model or target name")
     hit = _servable(Path(root).resolve(), model, target)
     if hit is None:
