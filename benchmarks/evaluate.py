@@ -133,8 +133,11 @@ def _prepare(arts: list, data: LabelledData, weights, labels) -> list[_Job]:
     jobs = []
     for art in arts:
         m = art.manifest
-        names = labels if labels is not None else m.get("labels")
-        classes = data.class_indices(list(names) if names else None, _num_classes(m))
+        names = list(labels) if labels is not None else m.get("labels")
+        n = _num_classes(m)
+        if names and n is not None and len(names) != n:
+            raise UsageError(f"{len(names)} class names for {m['model']}/{m['target']}, which has {n} classes")
+        classes = data.class_indices(names or None, n)
         job = _Job(art, classes, preprocessing_of(m), _weights_for(m, weights))
         note = random_note(m)
         if note:
@@ -158,8 +161,14 @@ def _float_model(job: _Job, model) -> tuple[Any, str]:
     if job.weights is not None and not Path(job.weights).is_file():
         return None, f"float model not rebuilt: weights file {job.weights} is missing; pass --weights FILE"
     from mobexport.converters.pipeline import model_from_manifest
+    from mobexport.exporter.errors import MobexportError
 
-    return model_from_manifest(m, weights=job.weights), ""
+    try:
+        return model_from_manifest(m, weights=job.weights), ""
+    except MobexportError:
+        raise
+    except Exception as e:  # the user's factory code failing: the artifact column still counts
+        return None, f"float model not rebuilt: {type(e).__name__}: {e}"
 
 
 def _runner(job: _Job) -> tuple[Any, Status, str]:

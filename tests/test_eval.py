@@ -208,6 +208,12 @@ def test_bad_inputs_exit_2_and_store_nothing(export_dir, folder, labels_file, tm
         assert not db.exists(), what  # checked before the database is even opened
     assert main(["eval", str(tmp_path), "--data", str(folder), "--db", str(db)]) == 2  # no manifest
     assert "manifest.json" in capsys.readouterr().err
+    (folder / "fox_squirrel" / "notes.txt").unlink()  # the data is fine now; the class names are not
+    short = tmp_path / "short.txt"
+    short.write_text("tench\ngoldfish\n")
+    assert main(["eval", str(export_dir), "--data", str(folder), "--labels", str(short), "--db", str(db)]) == 2
+    assert "2 class names for mobilenetv2_100/onnx-fp32, which has 1000 classes" in capsys.readouterr().err
+    assert not db.exists()
 
 
 def test_weights_override_is_checked(export_dir, folder, labels_file, assets, tmp_path, capsys):
