@@ -19,9 +19,12 @@ load. A layout carries the numerical *conventions* of its reference implementati
 cannot show (e.g. torchvision builds MobileNetV3 with BatchNorm eps 1e-3); they are applied to the model after
 a match and named in the description. A checkpoint that records its architecture (timm's ``arch``) as a
 variant with the same keys but other numerics (timm's ``tf_mobilenetv3_*``, PyTorch ``efficientnet_lite*``) is
-refused; a bare file cannot tell, and loads as the layout's registered variant. On failure the error names the first missing / unexpected /
-mis-shaped keys of the closest candidate, or the class-count mismatch of the head with the flag that fixes it.
-A file holding NaN or Inf is refused before anything is compared.
+refused; a bare file cannot tell, and loads as the layout's registered variant. tests/test_golden.py checks
+every layout against the reference implementation's own logits.
+
+On failure the error names the first missing / unexpected / mis-shaped keys of the closest candidate, or the
+class-count mismatch of the head with the flag that fixes it. A file holding NaN or Inf is refused before
+anything is compared.
 """
 
 from __future__ import annotations
