@@ -184,6 +184,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_bad_database_files_are_refused_and_left_alone(tmp_path, capsys):
+    export = _write_artifact(tmp_path / "exports", "mobileone_s1", "onnx-fp32", "mobileone_s1.onnx")
     for kind, path in _bad_files(tmp_path).items():
         before = None if path.is_dir() else path.read_bytes()
         with pytest.raises(UsageError, match="results database"):
@@ -191,6 +192,7 @@ def test_bad_database_files_are_refused_and_left_alone(tmp_path, capsys):
         with pytest.raises(UsageError, match="results database"):
             create_app(str(path), artifacts_dir=tmp_path)
         assert main(["results", "--db", str(path)]) == 2, kind
+        assert main(["bench", str(export), "--runs", "5", "--db", str(path)]) == 2, kind  # before any timing
         err = capsys.readouterr().err
         assert "Traceback" not in err and str(path.name) in err, (kind, err)
         assert before is None or path.read_bytes() == before, kind
