@@ -5,7 +5,8 @@
   GET  /api/v1/artifacts/{model}/{target}/manifest
   GET  /api/v1/artifacts/{model}/{target}/download        the file, or a zip of a bundle (.mlpackage)
   POST /api/v1/results                                    one result.schema.json record → 201 {"id": …}
-  GET  /api/v1/results[?model=&target=&harness=&limit=]   records (no raw samples)
+  GET  /api/v1/results[?model=&target=&harness=&limit=&after=]   records (no raw samples), 1000 unless
+                                                          limit= says otherwise; after=ID continues a listing
   GET  /api/v1/results/{id}                               one record with its raw samples
 
 With a token set, every endpoint needs ``Authorization: Bearer <token>`` (401 otherwise). A request from
@@ -37,7 +38,8 @@ from mobexport.exporter.errors import UsageError
 
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_MANIFEST = 1 << 20
-MAX_LIMIT = 100_000  # results per listing
+PAGE = 1000  # results per listing unless ?limit= says otherwise; ?after=ID continues
+MAX_LIMIT = 100_000
 MAX_ID = 2 ** 31 - 1  # the id column is a 32-bit integer on PostgreSQL
 _NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 ERRORS = {400: "malformed request or name", 401: "missing or wrong token", 403: "cross-origin or foreign host",
@@ -159,7 +161,7 @@ async def _read_limited(request, limit: int) -> bytes:
 
 
 def create_app(db_url: str | None = None, *, token: str | None = None, artifacts_dir: str | Path = "exports",
-               max_body: int = MAX_BODY):
+               max_body: int = MAX_BODY, page: int = PAGE):
     from fastapi import Depends, FastAPI, HTTPException, Request
 
     store = open_store(db_url)
@@ -181,7 +183,7 @@ def create_app(db_url: str | None = None, *, token: str | None = None, artifacts
         return {"ok": True, "schema_version": store.version, "results": store.count()}
 
     _artifact_routes(app, Path(artifacts_dir))
-    _result_routes(app, store, max_body)
+    _result_routes(app, store, max_body, page)
     return app
 
 
@@ -225,7 +227,7 @@ def _artifact_routes(app, root: Path) -> None:
         return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
 
-def _result_routes(app, store, max_body: int) -> None:
+def _result_routes(app, store, max_body: int, page: int) -> None:
     from fastapi import HTTPException, Query, Request
     from fastapi import Path as FastPath
     from starlette.concurrency import run_in_threadpool
@@ -251,8 +253,10 @@ def _result_routes(app, store, max_body: int) -> None:
     def results(model: str | None = Query(None, max_length=128, pattern=_NO_NUL),
                 target: str | None = Query(None, max_length=32, pattern=_NO_NUL),
                 harness: str | None = Query(None, max_length=16, pattern=_NO_NUL),
-                limit: int | None = Query(None, ge=1, le=MAX_LIMIT)) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in store.query(model=model, target=target, harness=harness, limit=limit)]
+                limit: int = Query(page, ge=1, le=MAX_LIMIT),
+                after: int | None = Query(None, ge=0, le=MAX_ID)) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in store.query(model=model, target=target, harness=harness, limit=limit,
+                                                 after=after)]
 
     @app.get("/api/v1/results/{result_id}", responses=_errors(404))
     def result(result_id: int = FastPath(ge=1, le=MAX_ID)) -> dict[str, Any]:

@@ -119,8 +119,9 @@ def read_latencies(url: str, reps: int) -> dict:
     with httpx.Client(timeout=60, headers=AUTH) as c:
         first = c.get(f"{url}/api/v1/results", params={"limit": 1}).json()[0]["id"]
         out = {}
-        for name, path, params in (("GET /results (all rows)", "/api/v1/results", None),
+        for name, path, params in (("GET /results (a page: 1000 rows)", "/api/v1/results", None),
                                    ("GET /results?limit=100", "/api/v1/results", {"limit": 100}),
+                                   ("GET /results?limit=100000 (every row)", "/api/v1/results", {"limit": 100_000}),
                                    ("GET /results/{id} (100 samples)", f"/api/v1/results/{first}", None),
                                    ("GET /artifacts", "/api/v1/artifacts", None),
                                    ("GET /health", "/api/v1/health", None)):

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mobexport.benchmarks.results import BenchmarkResult
 from mobexport.benchmarks.server import create_app, post_result, serve_in_thread
 from mobexport.cli import main
 from mobexport.exporter.errors import UsageError
@@ -192,3 +193,19 @@ def test_integral_floats_past_32_bits_are_422(server, field, value):
     r = httpx.post(f"{url}/api/v1/results", json={**_example("ios_result.json"), field: value}, headers=AUTH)
     assert r.status_code == 422 and "32-bit" in r.json()["detail"] and field in r.json()["detail"], r.text
     assert store.count() == 0
+
+
+def test_results_listing_is_paged(tmp_path):
+    """GET /results answers at most a page of records unless ?limit= asks for more; ?after=ID continues, so a
+    full database is never serialised in one answer (results/server_health.md)."""
+    page = 3
+    app = create_app(str(tmp_path / "paged.db"), artifacts_dir=tmp_path, page=page)
+    ids = [app.state.store.add(BenchmarkResult.from_dict(_example("ios_result.json"))) for _ in range(page + 2)]
+    with serve_in_thread(app) as url:
+        first = httpx.get(f"{url}/api/v1/results").json()
+        assert [r["id"] for r in first] == ids[:page]
+        rest = httpx.get(f"{url}/api/v1/results", params={"after": first[-1]["id"]}).json()
+        assert [r["id"] for r in rest] == ids[page:]
+        two = httpx.get(f"{url}/api/v1/results", params={"after": ids[0], "limit": 2}).json()
+        assert [r["id"] for r in two] == ids[1:3]
+        assert len(httpx.get(f"{url}/api/v1/results", params={"limit": page + 2}).json()) == page + 2

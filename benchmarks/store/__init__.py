@@ -222,8 +222,9 @@ class ResultStore:
 
     # -- reads ------------------------------------------------------------------------------------------
     def query(self, *, model: str | None = None, target: str | None = None, harness: str | None = None,
-              limit: int | None = None, with_samples: bool = False) -> list[StoredResult]:
-        """Records in insertion order; ``model`` is a shell-style pattern (``mobileone*``)."""
+              limit: int | None = None, with_samples: bool = False, after: int | None = None) -> list[StoredResult]:
+        """Records in insertion order; ``model`` is a shell-style pattern (``mobileone*``); ``after`` an id to
+        continue after (paging)."""
         import sqlalchemy as sa
 
         r = sch.results
@@ -235,6 +236,8 @@ class ResultStore:
             stmt = stmt.where(r.c.target == target)
         if harness:
             stmt = stmt.where(r.c.harness == harness)
+        if after is not None:
+            stmt = stmt.where(r.c.id > after)
         if limit:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
