@@ -3,16 +3,19 @@
 Public API (imported lazily so that ``import mobexport`` and ``mobexport --help`` do not load torch)::
 
     mobexport.list_models(pattern="*") -> list[str]
-    mobexport.create_model(name, *, weights=None, num_classes=1000) -> nn.Module   # train-time form
-    mobexport.get_spec(name) -> ModelSpec
+    mobexport.create_model(name, *, weights=None, num_classes=1000, input_size=None) -> nn.Module  # train form
+    mobexport.get_spec(name, *, num_classes=None, input_size=None) -> ModelSpec
     mobexport.reparameterize(model) -> nn.Module                                      # deploy form, in place
+    mobexport.export(model, target, *, weights=None, num_classes=None, input_size=None, input_shape=None,
+                     labels=None, preprocessing=None, out_dir="exports", ...) -> ExportResult
+                     # model: a zoo name, "file.py:factory" / "package.module:factory", or any nn.Module
     mobexport.evaluate(artifacts, data, *, db=None, ...) -> list[dict]               # accuracy on labelled data
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "evaluate", "get_spec", "list_models", "reparameterize", "__version__"]
+__all__ = ["create_model", "evaluate", "export", "get_spec", "list_models", "reparameterize", "__version__"]
 
 
 def __getattr__(name: str):
@@ -20,6 +23,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "export":
+        from .converters.pipeline import export
+
+        return export
     if name == "evaluate":
         from .benchmarks.evaluate import evaluate
 
