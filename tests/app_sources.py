@@ -7,7 +7,10 @@ Two jobs, both without an Apple or Android toolchain:
   Kotlin grammar's ``_class_member_semi``), each reported as ``file:line:col``;
 * the JSON keys each app encodes for the result record: the Swift ``Codable`` struct's CodingKeys raw values
   (or property names), and the Kotlin ``@Serializable`` data class's ``@SerialName`` values, with whether the
-  property is optional/nullable.
+  property is optional/nullable;
+* the manifest keys each app decodes, with the JSON kinds its decoder accepts for each (Swift: the
+  ``decode(T.self, forKey: .k)`` calls of a type; Kotlin: the reads of one parsing function), and the cases of
+  the apps' status enums.
 """
 
 from __future__ import annotations
@@ -161,15 +164,18 @@ def _swift_properties(body) -> dict[str, bool]:
     return props
 
 
-def _swift_coding_keys(body) -> dict[str, str] | None:
+def _swift_coding_keys(body, enum_name: str = "CodingKeys") -> dict[str, str] | None:
     """CodingKeys cases of a Swift struct body: case name → JSON key (raw value, or the case name)."""
     enum = next(
         (c for c in body.children if c.type == "class_declaration"
-         and c.child_by_field_name("name") is not None and _text(c.child_by_field_name("name")) == "CodingKeys"),
+         and c.child_by_field_name("name") is not None and _text(c.child_by_field_name("name")) == enum_name),
         None,
     )
-    if enum is None:
-        return None
+    return None if enum is None else _swift_enum_cases(enum)
+
+
+def _swift_enum_cases(enum) -> dict[str, str]:
+    """Cases of a Swift enum declaration: case name → raw value (or the case name)."""
     keys: dict[str, str] = {}
     enum_body = enum.child_by_field_name("body")
     for entry in (c for c in enum_body.children if c.type == "enum_entry"):
@@ -275,3 +281,101 @@ def compare_with_schema(fields: dict[str, EncodedField], schema: dict) -> list[s
     out += [f"required key {k!r} is optional ({fields[k].prop})" for k in sorted(required & set(fields))
             if fields[k].optional]
     return out
+
+
+# ------------------------------------------------------------------------------------- manifest decoding
+
+
+@dataclass(frozen=True)
+class DecodedField:
+    key: str  # the JSON key read
+    kinds: frozenset[str]  # JSON kinds the decoder takes: string, integer, number, object, array<kind>, dim
+    required: bool  # decoding the object fails without it
+
+
+_SWIFT_KINDS = {"String": "string", "Int": "integer", "Double": "number", "Dimension": "dim"}
+_SWIFT_DECODE = re.compile(r"(try\??)\s+\w+\.decode(IfPresent)?\(\s*(\[?)(\w+)\]?\.self,\s*forKey:\s*\.(\w+)\s*\)")
+
+
+def _swift_kind(element: str, is_array: bool) -> str:
+    kind = _SWIFT_KINDS.get(element, "object")  # any other Decodable type is a nested JSON object
+    return f"array<{kind}>" if is_array else kind
+
+
+def swift_decoded_fields(src: bytes, struct_name: str, keys_enum: str) -> dict[str, DecodedField]:
+    """The manifest keys a Swift Decodable type reads in its hand-written decoding, keyed by JSON key. Every
+    case of ``keys_enum`` must be read (a key declared but never decoded is an error)."""
+    root = parse(src, language("x.swift")).root_node
+    decl = _named_decl(root, "class_declaration", struct_name)
+    if decl is None:
+        raise AppSourceError(f"no Swift type named {struct_name}")
+    cases = _swift_coding_keys(decl.child_by_field_name("body"), keys_enum)
+    if cases is None:
+        raise AppSourceError(f"{struct_name} has no enum {keys_enum}")
+    kinds: dict[str, set[str]] = {}
+    required: set[str] = set()
+    for m in _SWIFT_DECODE.finditer(_text(decl)):
+        tried, if_present, is_array, element, case = m.groups()
+        if case not in cases:
+            raise AppSourceError(f"{struct_name} decodes .{case}, which is not a case of {keys_enum}")
+        kinds.setdefault(cases[case], set()).add(_swift_kind(element, bool(is_array)))
+        if not if_present and tried == "try":
+            required.add(cases[case])
+    unread = sorted(set(cases.values()) - set(kinds))
+    if unread:
+        raise AppSourceError(f"{struct_name}.{keys_enum} declares keys it never decodes: {unread}")
+    return {k: DecodedField(k, frozenset(v), k in required) for k, v in kinds.items()}
+
+
+_KOTLIN_READS = (
+    (re.compile(r'\.string\("(\w+)"\)'), {"string"}),
+    (re.compile(r'\.dims\("(\w+)"\)'), {"array<dim>"}),
+    (re.compile(r'\.doubleList\("(\w+)"\)'), {"array<number>"}),
+    (re.compile(r'\["(\w+)"\] as\? JsonObject'), {"object"}),
+    (re.compile(r'\["(\w+)"\] as\? JsonArray\)\?\.firstOrNull\(\) as\? JsonObject'), {"array<object>"}),
+    (re.compile(r'\["(\w+)"\] as\? JsonPrimitive\)\?\.intOrNull'), {"integer"}),
+    (re.compile(r'cropOf\(\w+\["(\w+)"\]\)'), {"integer", "array<integer>"}),
+)
+_KOTLIN_ANY_READ = re.compile(r'(?:\["|\.\w+\(")(\w+)"')
+
+
+def kotlin_decoded_fields(src: bytes, function_name: str) -> dict[str, DecodedField]:
+    """The manifest keys one Kotlin parsing function reads, keyed by JSON key (Kotlin reads are all tolerant:
+    a missing key is a default). A read of a form this extractor does not know is an error, so a new reader
+    cannot slip past the contract tests."""
+    root = parse(src, language("x.kt")).root_node
+    fn = next((n for n in _iter(root) if n.type == "function_declaration"
+               and any(c.type == "identifier" and _text(c) == function_name for c in n.children)), None)
+    if fn is None:
+        raise AppSourceError(f"no Kotlin function named {function_name}")
+    text = _text(fn)
+    kinds: dict[str, set[str]] = {}
+    known = 0
+    for pattern, accepted in _KOTLIN_READS:
+        for m in pattern.finditer(text):
+            kinds.setdefault(m.group(1), set()).update(accepted)
+            known += 1
+    if known != len(_KOTLIN_ANY_READ.findall(text)):
+        raise AppSourceError(f"{function_name} reads keys in a form the contract tests do not know: "
+                             f"{_KOTLIN_ANY_READ.findall(text)}")
+    return {k: DecodedField(k, frozenset(v), False) for k, v in kinds.items()}
+
+
+def swift_enum_values(src: bytes, enum_name: str) -> list[str]:
+    """Raw values (or case names) of a top-level Swift enum."""
+    decl = _named_decl(parse(src, language("x.swift")).root_node, "class_declaration", enum_name)
+    if decl is None:
+        raise AppSourceError(f"no Swift enum named {enum_name}")
+    return list(_swift_enum_cases(decl).values())
+
+
+def kotlin_enum_entries(src: bytes, enum_name: str) -> list[str]:
+    """Entry names of a Kotlin enum class."""
+    root = parse(src, language("x.kt")).root_node
+    decl = next((n for n in _iter(root) if n.type == "class_declaration"
+                 and any(c.type == "identifier" and _text(c) == enum_name for c in n.children)), None)
+    body = None if decl is None else next((c for c in decl.children if c.type == "enum_class_body"), None)
+    if body is None:
+        raise AppSourceError(f"no Kotlin enum class named {enum_name}")
+    return [_text(next(c for c in e.children if c.type == "identifier"))
+            for e in body.children if e.type == "enum_entry"]

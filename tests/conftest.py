@@ -3,6 +3,7 @@ expected failures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,32 @@ def _torch_threads():
     except ImportError:
         pass
     yield
+
+
+class ManifestSchemaError(AssertionError):
+    """A manifest an export wrote during the tests does not follow benchmarks/schema/manifest.schema.json."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _manifests_follow_schema():
+    """Every manifest.json an export writes during the tests is checked against manifest.schema.json (real
+    jsonschema) before it is written: the schema the server and the apps rely on cannot drift from the writer."""
+    from mobexport.benchmarks.schema import manifest_errors
+
+    try:
+        from mobexport.converters import manifest as manifest_module
+    except ImportError:  # no test can export then (those fail on their own); the app/schema tests still run
+        yield
+        return
+    write = manifest_module.write_manifest
+
+    def write_checked(directory, manifest):
+        errors = manifest_errors(json.loads(json.dumps(manifest, default=str)))  # as it lands on disk
+        if errors:
+            raise ManifestSchemaError(f"manifest for {Path(directory)} does not follow manifest.schema.json: "
+                                      + "; ".join(errors[:5]))
+        return write(directory, manifest)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(manifest_module, "write_manifest", write_checked)
+        yield

@@ -37,6 +37,21 @@ final class ManifestTests: XCTestCase {
         XCTAssertEqual(try InputTensorPlan(manifest: list[0]).layout, .nhwc)
     }
 
+    func testDynamicDimensionSkipsOnlyThatEntry() throws {
+        let json = """
+        [{"model": "a", "target": "onnx-fp32", "sha256": "\(Self.sha)",
+          "input": {"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}},
+         {"model": "b", "target": "onnx-fp32", "sha256": "\(Self.sha)",
+          "input": {"name": "input", "shape": [null, 3, 224, 224], "dtype": "float32"}},
+         {"model": "c", "target": "tflite-fp32", "sha256": "\(Self.sha)",
+          "input": {"name": "input", "shape": [1, 3, 192, 256], "dtype": "float32"},
+          "preprocessing": {"resize": 256, "crop": [192, 256], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}]
+        """
+        let list = try ArtifactList.decode(Data(json.utf8))
+        XCTAssertEqual(list.map(\.model), ["c"])
+        XCTAssertEqual(list[0].preprocessing?.crop, [192, 256])
+    }
+
     func testRejectsBadShapeAndChecksum() {
         let badShape = """
         {"model": "m", "target": "coreml-fp16", "sha256": "\(Self.sha)",

@@ -11,7 +11,11 @@ import kotlinx.serialization.json.intOrNull
 import java.time.Instant
 import java.time.temporal.ChronoUnit
 
-/** The model input as the host describes it; layout is inferred from the shape when absent. */
+/**
+ * The model input as the host describes it (manifest.schema.json's tensor); layout is inferred from the shape
+ * when absent. A dynamic dimension (null, or a name such as "batch", in the manifest) is -1, which
+ * [ArtifactManifest.validate] refuses for that manifest alone.
+ */
 data class InputDescription(
     val name: String,
     val shape: List<Int>,
@@ -19,18 +23,22 @@ data class InputDescription(
     val layout: String? = null,
 )
 
-/** How pixels become the input tensor (mirrors exporter.specs.Preprocessing on the host). */
+/**
+ * How pixels become the input tensor (mirrors exporter.specs.Preprocessing on the host). The manifest writes the
+ * centre crop as one side (square) or as [height, width]; [crop] is [height, width] either way.
+ */
 data class PreprocessingDescription(
     val resize: Int? = null,
-    val crop: Int? = null,
+    val crop: List<Int>? = null,
     val mean: List<Double>,
     val std: List<Double>,
     val color: String = "RGB",
 )
 
 /**
- * One entry of GET /api/v1/artifacts (and the body of .../manifest). Parsing is tolerant about where the
- * input is described: an `input` object, the first of an `inputs` array, or flat `input_*` keys.
+ * One entry of GET /api/v1/artifacts (and the body of .../manifest): the fields of manifest.schema.json the app
+ * uses (tests/test_manifest_schema.py checks each key and type against the schema). The input is the `input`
+ * object, or the first of `inputs`; [file] is the manifest's `artifact`.
  */
 data class ArtifactManifest(
     val model: String,
@@ -71,7 +79,10 @@ data class ArtifactManifest(
 
         fun parse(text: String): ArtifactManifest = fromJson(lenient.parseToJsonElement(text).asObject("manifest"))
 
-        /** GET /api/v1/artifacts answers a bare array or {"artifacts": [...]}. */
+        /**
+         * GET /api/v1/artifacts answers a bare array or {"artifacts": [...]}. An entry this app cannot use (e.g. a
+         * dynamic dimension in its input shape) is skipped; the others are listed.
+         */
         fun parseList(text: String): List<ArtifactManifest> {
             val root = lenient.parseToJsonElement(text)
             val items = when (root) {
@@ -79,44 +90,43 @@ data class ArtifactManifest(
                 is JsonObject -> root["artifacts"] as? JsonArray
                 else -> null
             } ?: throw BenchmarkException("The artifact list is not a list of manifests.")
-            return items.map { fromJson(it.asObject("artifact")) }
+            return items.mapNotNull {
+                try {
+                    fromJson(it.asObject("artifact"))
+                } catch (e: BenchmarkException) {
+                    null
+                }
+            }
         }
 
         fun fromJson(obj: JsonObject): ArtifactManifest = ArtifactManifest(
             model = obj.string("model") ?: "",
             target = obj.string("target") ?: "",
-            sha256 = obj.string("sha256") ?: obj.string("artifact_sha256") ?: "",
+            sha256 = obj.string("sha256") ?: "",
             input = inputOf(obj),
             preprocessing = (obj["preprocessing"] as? JsonObject)?.let { preprocessingOf(it) },
             status = obj.string("status"),
             weights = obj.string("weights"),
             gitCommit = obj.string("git_commit"),
-            file = obj.string("file") ?: obj.string("artifact"),
+            file = obj.string("artifact"),
         ).validate()
 
         private fun inputOf(obj: JsonObject): InputDescription {
             val nested = (obj["input"] as? JsonObject) ?: ((obj["inputs"] as? JsonArray)?.firstOrNull() as? JsonObject)
-            if (nested != null) {
-                return InputDescription(
-                    name = nested.string("name") ?: "input",
-                    shape = nested.intList("shape") ?: emptyList(),
-                    dtype = nested.string("dtype") ?: "float32",
-                    layout = nested.string("layout"),
-                )
-            }
-            val shape = obj.intList("input_shape")
-                ?: throw BenchmarkException("The manifest has no input description (input / inputs / input_shape).")
-            return InputDescription(
-                name = obj.string("input_name") ?: "input",
-                shape = shape,
-                dtype = obj.string("input_dtype") ?: "float32",
-                layout = obj.string("input_layout"),
-            )
+                ?: throw BenchmarkException("The manifest has no input description (input / inputs).")
+            return tensorOf(nested)
         }
+
+        private fun tensorOf(tensor: JsonObject) = InputDescription(
+            name = tensor.string("name") ?: "input",
+            shape = tensor.dims("shape") ?: emptyList(),
+            dtype = tensor.string("dtype") ?: "float32",
+            layout = tensor.string("layout"),
+        )
 
         private fun preprocessingOf(obj: JsonObject) = PreprocessingDescription(
             resize = (obj["resize"] as? JsonPrimitive)?.intOrNull,
-            crop = (obj["crop"] as? JsonPrimitive)?.intOrNull,
+            crop = cropOf(obj["crop"]),
             mean = obj.doubleList("mean") ?: listOf(0.0, 0.0, 0.0),
             std = obj.doubleList("std") ?: listOf(1.0, 1.0, 1.0),
             color = obj.string("color") ?: "RGB",
@@ -138,10 +148,20 @@ private fun JsonObject.string(key: String): String? {
     return (value as? JsonPrimitive)?.takeIf { it.isString }?.content
 }
 
-private fun JsonObject.intList(key: String): List<Int>? =
-    (this[key] as? JsonArray)?.map {
-        (it as? JsonPrimitive)?.intOrNull ?: throw BenchmarkException("$key must hold integers, got $it")
+/** A shape: each dimension's size, -1 for a dynamic one (null or a dimension name). */
+private fun JsonObject.dims(key: String): List<Int>? =
+    (this[key] as? JsonArray)?.map { (it as? JsonPrimitive)?.takeUnless { p -> p.isString }?.intOrNull ?: -1 }
+
+/** The centre crop as [height, width]: the manifest writes one side (square) or [height, width]. */
+private fun cropOf(value: JsonElement?): List<Int>? {
+    val side = (value as? JsonPrimitive)?.intOrNull
+    if (side != null) {
+        return listOf(side, side)
     }
+    return (value as? JsonArray)?.map {
+        (it as? JsonPrimitive)?.intOrNull ?: throw BenchmarkException("crop must hold integers, got $it")
+    }
+}
 
 private fun JsonObject.doubleList(key: String): List<Double>? =
     (this[key] as? JsonArray)?.map {

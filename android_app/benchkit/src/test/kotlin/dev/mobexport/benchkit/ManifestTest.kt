@@ -14,7 +14,9 @@ class ManifestTest {
             target = "tflite-fp32",
             sha256 = SHA,
             input = InputDescription("input", shape, "float32", layout),
-            preprocessing = PreprocessingDescription(256, 224, listOf(0.5, 0.5, 0.5), listOf(0.25, 0.5, 1.0)),
+            preprocessing = PreprocessingDescription(
+                256, listOf(224, 224), listOf(0.5, 0.5, 0.5), listOf(0.25, 0.5, 1.0),
+            ),
         )
     }
 
@@ -31,7 +33,7 @@ class ManifestTest {
         assertEquals(listOf(1, 3, 224, 224), manifest.input.shape)
         assertEquals("tflite", manifest.format)
         assertEquals(TensorDType.INT8, InputTensorPlan(manifest).dtype)
-        assertEquals(224, manifest.preprocessing?.crop)
+        assertEquals(listOf(224, 224), manifest.preprocessing?.crop)
     }
 
     @Test
@@ -43,6 +45,22 @@ class ManifestTest {
         assertEquals(1, list.size)
         assertEquals(TensorLayout.NHWC, InputTensorPlan(list[0]).layout)
         assertNull(list[0].status)
+    }
+
+    @Test
+    fun dynamicDimensionSkipsOnlyThatEntry() {
+        val list = ArtifactManifest.parseList(
+            """[{"model": "a", "target": "onnx-fp32", "sha256": "$SHA",
+                 "input": {"name": "input", "shape": ["batch", 3, 224, 224], "dtype": "float32"}},
+                {"model": "b", "target": "onnx-fp32", "sha256": "$SHA",
+                 "input": {"name": "input", "shape": [null, 3, 224, 224], "dtype": "float32"}},
+                {"model": "c", "target": "tflite-fp32", "sha256": "$SHA",
+                 "input": {"name": "input", "shape": [1, 3, 192, 256], "dtype": "float32"},
+                 "preprocessing": {"resize": 256, "crop": [192, 256],
+                                   "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}]""",
+        )
+        assertEquals(listOf("c"), list.map { it.model })
+        assertEquals(listOf(192, 256), list[0].preprocessing?.crop)
     }
 
     @Test
