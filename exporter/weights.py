@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +39,7 @@ import torch
 from torch import nn
 
 from .errors import WeightsError
-
-StateDict = dict[str, torch.Tensor]
+from .keymap import KeyMap, StateDict
 
 
 @dataclass(frozen=True)
@@ -81,14 +80,20 @@ class Conventions:
 
 @dataclass(frozen=True)
 class KeyLayout:
-    """A reference checkpoint key layout, the mapping to/from our own module names, and the reference's
-    numerical conventions (applied to the model when a checkpoint in this layout is loaded)."""
+    """A reference checkpoint key layout: its key mapping to/from our own module names (a rule table of
+    exporter/keymap.py, or anything with ``apply(sd, to_ours)``) and the reference's numerical conventions
+    (applied to the model when a checkpoint in this layout is loaded)."""
 
     name: str
-    to_ours: Callable[[StateDict], StateDict]
-    from_ours: Callable[[StateDict], StateDict]
+    keys: KeyMap
     description: str = ""
     conventions: Conventions = field(default_factory=Conventions)
+
+    def to_ours(self, sd: StateDict) -> StateDict:
+        return self.keys.apply(sd, to_ours=True)
+
+    def from_ours(self, sd: StateDict) -> StateDict:
+        return self.keys.apply(sd, to_ours=False)
 
 
 _LAYOUTS: dict[str, list[KeyLayout]] = {}

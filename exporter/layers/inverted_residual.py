@@ -3,15 +3,11 @@
 
 Block: [1×1 expand → BN → act] → k×k depthwise (stride s) → BN → act → [SE] → 1×1 project → BN [→ act]
 → [+ input]. Our keys: ``expand.conv.weight``, ``expand.bn.*``, ``dw.conv.weight``, ``dw.bn.*``,
-``se.reduce.*``, ``se.expand.*``, ``project.conv.weight``, ``project.bn.*``.
-
-Also the key-mapping helpers that describe these blocks in the reference code bases (timm, torchvision,
-lukemelas ``efficientnet_pytorch``): explicit per-module name tables, in both directions.
+``se.reduce.*``, ``se.expand.*``, ``project.conv.weight``, ``project.bn.*`` (the reference code bases' names for
+them: exporter/models/_ref_keys.py).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -81,103 +77,3 @@ class InvertedResidual(nn.Module):
             y = self.se(y)
         y = self.project(y)
         return x + y if self.use_residual else y
-
-
-# --------------------------------------------------------------------------- reference key layouts
-
-# A table row: (our module path, their module path, transform). Parameter leaf names (weight, bias,
-# running_mean, …) are the same on both sides. transform "conv1x1": theirs is a 1×1 conv weight
-# (O, I, 1, 1) where ours is a Linear (O, I).
-Row = tuple[str, str, str]
-StateDict = dict[str, torch.Tensor]
-
-
-def cna_rows(ours: str, conv: str, bn: str) -> list[Row]:
-    """A ConvNormAct (``ours.conv`` / ``ours.bn``) against their conv and BN module paths."""
-    return [(f"{ours}.conv", conv, ""), (f"{ours}.bn", bn, "")]
-
-
-def block_rows(style: str, ours: str, theirs: str, *, has_expand: bool, has_se: bool) -> list[Row]:
-    """Rows for one InvertedResidual at ``ours`` against a reference block at ``theirs``.
-
-    Styles: "timm" (DepthwiseSeparableConv / InvertedResidual), "torchvision_v2" (MobileNetV2
-    ``conv.N``), "torchvision_v3" (MobileNetV3 ``block.N``), "lukemelas" (efficientnet_pytorch MBConv).
-    """
-    t, rows = theirs, []
-    if style == "timm":
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}.conv_pw", f"{t}.bn1")
-            rows += cna_rows(f"{ours}.dw", f"{t}.conv_dw", f"{t}.bn2")
-            proj = cna_rows(f"{ours}.project", f"{t}.conv_pwl", f"{t}.bn3")
-        else:
-            rows += cna_rows(f"{ours}.dw", f"{t}.conv_dw", f"{t}.bn1")
-            proj = cna_rows(f"{ours}.project", f"{t}.conv_pw", f"{t}.bn2")
-        se = (f"{t}.se.conv_reduce", f"{t}.se.conv_expand")
-    elif style == "torchvision_v2":
-        if has_se:
-            raise UsageError("torchvision MobileNetV2 blocks have no SE")
-        j = 0
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}.conv.0.0", f"{t}.conv.0.1")
-            j = 1
-        rows += cna_rows(f"{ours}.dw", f"{t}.conv.{j}.0", f"{t}.conv.{j}.1")
-        proj = cna_rows(f"{ours}.project", f"{t}.conv.{j + 1}", f"{t}.conv.{j + 2}")
-        se = ("", "")
-    elif style == "torchvision_v3":
-        j = 0
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}.block.0.0", f"{t}.block.0.1")
-            j = 1
-        rows += cna_rows(f"{ours}.dw", f"{t}.block.{j}.0", f"{t}.block.{j}.1")
-        se = (f"{t}.block.{j + 1}.fc1", f"{t}.block.{j + 1}.fc2")
-        p = j + 1 + int(has_se)
-        proj = cna_rows(f"{ours}.project", f"{t}.block.{p}.0", f"{t}.block.{p}.1")
-    elif style == "lukemelas":
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}._expand_conv", f"{t}._bn0")
-        rows += cna_rows(f"{ours}.dw", f"{t}._depthwise_conv", f"{t}._bn1")
-        se = (f"{t}._se_reduce", f"{t}._se_expand")
-        proj = cna_rows(f"{ours}.project", f"{t}._project_conv", f"{t}._bn2")
-    else:
-        raise UsageError(f"unknown block key style '{style}'")
-    if has_se:
-        rows += [(f"{ours}.se.reduce", se[0], ""), (f"{ours}.se.expand", se[1], "")]
-    return rows + proj
-
-
-def _apply(sd: StateDict, table: dict[str, tuple[str, str]], to_ours: bool) -> StateDict | None:
-    out: StateDict = {}
-    for key, v in sd.items():
-        mod, _, leaf = key.rpartition(".")
-        if mod not in table:
-            return None
-        new_mod, transform = table[mod]
-        if transform == "conv1x1" and leaf == "weight":
-            v = v.flatten(1) if to_ours and v.dim() == 4 else v
-            v = v[:, :, None, None] if not to_ours and v.dim() == 2 else v
-        out[f"{new_mod}.{leaf}"] = v
-    return out
-
-
-def convert_keys(sd: StateDict, tables: Sequence[list[Row]], to_ours: bool) -> StateDict:
-    """Rename ``sd`` with the best-fitting table: every key must map; among those, the table whose
-    modules are covered most completely wins. Raises KeyError when no table maps every key."""
-    best: tuple[int, StateDict] | None = None
-    for rows in tables:
-        table = {(r[1] if to_ours else r[0]): (r[0] if to_ours else r[1], r[2]) for r in rows}
-        out = _apply(sd, table, to_ours)
-        if out is None:
-            continue
-        used = {k.rpartition(".")[0] for k in sd}
-        left = len(set(table) - used)
-        if best is None or left < best[0]:
-            best = (left, out)
-    if best is None:
-        direction = "reference → ours" if to_ours else "ours → reference"
-        raise KeyError(f"no variant's key table maps every key ({direction})")
-    return best[1]
-
-
-def table_layout(tables_fn: Callable[[], Sequence[list[Row]]]):
-    """(to_ours, from_ours) functions for a KeyLayout built on per-variant tables."""
-    return (lambda sd: convert_keys(sd, tables_fn(), True), lambda sd: convert_keys(sd, tables_fn(), False))

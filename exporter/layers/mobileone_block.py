@@ -13,20 +13,18 @@ The merge follows spec §0.3: BN-fold every branch, zero-pad the 1×1 kernel to 
 groups-aware identity kernel, sum kernels and biases.
 
 Our module names (both families): ``conv_kxk.{j}.conv/.bn``, ``conv_scale.conv/.bn``, ``identity`` (BN),
-``se.reduce/.expand``, ``reparam_conv``; networks: ``stem``, ``stages.{i}.{m}``, ``head.fc``. Reference
-checkpoint layouts are converted by regex rename tables (``rename_layout``).
+``se.reduce/.expand``, ``reparam_conv``; networks: ``stem``, ``stages.{i}.{m}``, ``head.fc`` (the reference
+layouts' names: exporter/models/mobileone.py, repvgg.py).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weights import KeyLayout, StateDict
 from .conv import ChannelAffine, ConvNormAct, bn_scale_shift, fuse_conv_bn
 from .reparam import Reparameterizable
 
@@ -157,43 +155,3 @@ class PlainRepNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
-
-
-# ----------------------------------------------------------------------------------------------- key layouts
-
-Rule = tuple[str, str | Callable[[re.Match], str]]
-
-
-def _apply(rules: Sequence[Rule], sd: StateDict) -> StateDict:
-    out: StateDict = {}
-    for key, value in sd.items():
-        new = key
-        for pattern, repl in rules:
-            new = re.sub(pattern, repl, new)
-        if new in out:
-            raise KeyError(f"two keys map to '{new}'")
-        out[new] = value
-    return out
-
-
-def rename_layout(name: str, to_ours: Sequence[Rule], from_ours: Sequence[Rule], description: str) -> KeyLayout:
-    """A KeyLayout from two ordered lists of (regex, replacement) rules applied to every key."""
-    return KeyLayout(name, lambda sd: _apply(to_ours, sd), lambda sd: _apply(from_ours, sd), description)
-
-
-def ren(old: str, new: str) -> Rule:
-    """Rename the whole dotted key segment ``old`` (at the start or after a dot) to ``new``."""
-    return rf"(^|\.){re.escape(old)}\.", rf"\g<1>{new}."
-
-
-# Reference "stage0." / "stage{s}." ↔ our "stem." / "stages.{s-1}." (Apple MobileOne and official RepVGG).
-STAGE_TO_OURS: list[Rule] = [
-    (r"^stage0\.", "stem."),
-    (r"^stage(\d+)\.", lambda m: f"stages.{int(m[1]) - 1}."),
-    (r"^linear\.", "head.fc."),
-]
-STAGE_FROM_OURS: list[Rule] = [
-    (r"^stem\.", "stage0."),
-    (r"^stages\.(\d+)\.", lambda m: f"stage{int(m[1]) + 1}."),
-    (r"^head\.fc\.", "linear."),
-]

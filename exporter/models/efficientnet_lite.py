@@ -22,18 +22,13 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..keymap import Row, Tables
 from ..layers.conv import make_divisible
-from ..layers.inverted_residual import (
-    InvertedResidual,
-    Row,
-    block_rows,
-    cna_rows,
-    conv_norm_act,
-    table_layout,
-)
+from ..layers.inverted_residual import InvertedResidual, conv_norm_act
 from ..registry import register
 from ..specs import INCEPTION_MEAN, INCEPTION_STD, ModelSpec, Numbers, Preprocessing
 from ..weights import Conventions, KeyLayout, register_layout
+from ._ref_keys import block_rows, cna_rows
 
 FAMILY = "efficientnet_lite"
 STEM, HEAD, BN_EPS = 32, 1280, 1e-3
@@ -113,7 +108,7 @@ def timm_rows(cfg: LiteCfg) -> list[Row]:
         for j, (cin, hidden, *_rest) in enumerate(stage):
             rows += block_rows("timm", f"blocks.{i}", f"blocks.{s}.{j}", has_expand=hidden != cin, has_se=False)
             i += 1
-    return rows + cna_rows("last", "conv_head", "bn2") + [("classifier", "classifier", "")]
+    return rows + cna_rows("last", "conv_head", "bn2") + [("classifier", "classifier", None)]
 
 
 def lukemelas_rows(cfg: LiteCfg) -> list[Row]:
@@ -123,7 +118,7 @@ def lukemelas_rows(cfg: LiteCfg) -> list[Row]:
     flat = [b for stage in stage_rows(cfg) for b in stage]
     for i, (cin, hidden, *_rest) in enumerate(flat):
         rows += block_rows("lukemelas", f"blocks.{i}", f"_blocks.{i}", has_expand=hidden != cin, has_se=False)
-    return rows + cna_rows("last", "_conv_head", "_bn1") + [("classifier", "_fc", "")]
+    return rows + cna_rows("last", "_conv_head", "_bn1") + [("classifier", "_fc", None)]
 
 
 # Both references compute as our model is built (golden-checked, tests/test_golden.py): BatchNorm eps 1e-3 and
@@ -134,9 +129,8 @@ _TIMM_PT = ((r"efficientnet_lite\d.*", "timm's efficientnet_lite* use BatchNorm 
                                        "our EfficientNet-Lite the TF numerics (eps 1e-3, TF-SAME padding)"),)
 for _lname, _fn, _desc in (("lukemelas", lukemelas_rows, "efficientnet_pytorch-style _conv_stem/_blocks.N/_fc"),
                            ("timm", timm_rows, "timm tf_efficientnet_lite* conv_stem/blocks.S.J/classifier")):
-    _to, _from = table_layout(lambda fn=_fn: [fn(c) for c in VARIANTS.values()])
-    register_layout(FAMILY, KeyLayout(_lname, _to, _from, _desc, Conventions(
-        bn_eps=BN_EPS, other_variants=_TIMM_PT if _lname == "timm" else ())))
+    register_layout(FAMILY, KeyLayout(_lname, Tables(lambda fn=_fn: [fn(c) for c in VARIANTS.values()]), _desc,
+                                      Conventions(bn_eps=BN_EPS, other_variants=_TIMM_PT if _lname == "timm" else ())))
 
 
 def _spec(name: str, cfg: LiteCfg) -> ModelSpec:

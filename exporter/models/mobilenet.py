@@ -18,12 +18,14 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..keymap import CONV1X1, Row, Tables
 from ..layers.conv import ConvNormAct
-from ..layers.inverted_residual import InvertedResidual, Row, block_rows, cna_rows, table_layout
+from ..layers.inverted_residual import InvertedResidual
 from ..layers.se import make_act
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
 from ..weights import Conventions, KeyLayout, register_layout
+from ._ref_keys import block_rows, cna_rows
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,8 @@ def timm_rows(cfg: MobileNetCfg) -> list[Row]:
     else:  # MNv3: the last 1×1 conv is a ConvBnAct stage; conv_head is the pooled 1×1 conv with bias
         n = len(cfg.stages)
         rows += cna_rows("last", f"blocks.{n}.0.conv", f"blocks.{n}.0.bn1")
-        rows.append(("pre_logits.0", "conv_head", "conv1x1"))
-    return rows + [("classifier", "classifier", "")]
+        rows.append(("pre_logits.0", "conv_head", CONV1X1))
+    return rows + [("classifier", "classifier", None)]
 
 
 def torchvision_rows(cfg: MobileNetCfg) -> list[Row]:
@@ -176,8 +178,8 @@ def torchvision_rows(cfg: MobileNetCfg) -> list[Row]:
     n = len(flat) + 1
     rows += cna_rows("last", f"features.{n}.0", f"features.{n}.1")
     if cfg.head is None:
-        return rows + [("classifier", "classifier.1", "")]
-    return rows + [("pre_logits.0", "classifier.0", ""), ("classifier", "classifier.3", "")]
+        return rows + [("classifier", "classifier.1", None)]
+    return rows + [("pre_logits.0", "classifier.0", None), ("classifier", "classifier.3", None)]
 
 
 def _tables(family: str, rows_fn) -> list[list[Row]]:
@@ -198,8 +200,7 @@ for _fam in ("mobilenetv2", "mobilenetv3"):
     for _lname, _fn, _desc in (
             ("torchvision", torchvision_rows, "torchvision features.N / classifier.N (IMAGENET1K checkpoints)"),
             ("timm", timm_rows, "timm conv_stem / blocks.S.J / conv_head / classifier")):
-        _to, _from = table_layout(partial(_tables, _fam, _fn))
-        register_layout(_fam, KeyLayout(_lname, _to, _from, _desc,
+        register_layout(_fam, KeyLayout(_lname, Tables(partial(_tables, _fam, _fn)), _desc,
                                         _CONVENTIONS.get((_fam, _lname), Conventions(1e-5, 0.1))))
 
 

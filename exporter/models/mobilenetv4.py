@@ -11,17 +11,17 @@ tuple of block configs (the stage grouping follows timm so that ``blocks.{stage}
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..keymap import Grouped, Prefixes
 from ..layers import ConvNormAct
 from ..layers.uib import FusedInvertedBottleneck, MobileMQA, UniversalInvertedBottleneck
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
-from ..weights import KeyLayout, StateDict, register_layout
+from ..weights import KeyLayout, register_layout
 
 FAMILY = "mobilenetv4"
 LAYER_SCALE_INIT = 1e-5
@@ -173,53 +173,17 @@ class MobileNetV4(nn.Module):
 # timm key layout. Our names equal timm's for UIB blocks, MQA norm and layer scale; the rest is renamed per
 # block kind (ours ↔ timm). The kind comes from the keys present under the block prefix.
 
-_TOP = (("stem.conv.", "conv_stem."), ("stem.bn.", "bn1."), ("conv_head.conv.", "conv_head."),
-        ("conv_head.bn.", "norm_head."))
-_CONV = (("conv.", "conv."), ("bn.", "bn1."))
-_FUSED = (("conv_exp.conv.", "conv_exp."), ("conv_exp.bn.", "bn1."), ("conv_pwl.conv.", "conv_pwl."),
-          ("conv_pwl.bn.", "bn2."))
-_MQA = (("query.", "attn.query.proj."), ("key_down.conv.", "attn.key.down_conv."),
-        ("key_down.bn.", "attn.key.norm."), ("key.", "attn.key.proj."),
-        ("value_down.conv.", "attn.value.down_conv."), ("value_down.bn.", "attn.value.norm."),
-        ("value.", "attn.value.proj."), ("output.", "attn.output.proj."), ("kv_norm.", "attn.kv_norm."))
-_BLOCK_RE = re.compile(r"^(blocks\.\d+\.\d+\.)(.*)$")
-
-
-def _block_kind(rests: set[str], fused_mark: str, mqa_mark: str) -> tuple[tuple[str, str], ...]:
-    if any(r.startswith(fused_mark) for r in rests):
-        return _FUSED
-    if any(r.startswith(mqa_mark) for r in rests):
-        return _MQA
-    return _CONV
-
-
-def _rename(rest: str, rules: tuple[tuple[str, str], ...], forward: bool) -> str:
-    for ours, theirs in sorted(rules, key=lambda r: -len(r[0] if forward else r[1])):
-        src, dst = (ours, theirs) if forward else (theirs, ours)
-        if rest.startswith(src):
-            return dst + rest[len(src):]
-    return rest
-
-
-def _convert(sd: StateDict, forward: bool) -> StateDict:
-    """forward: ours → timm; otherwise timm → ours."""
-    groups: dict[str, set[str]] = {}
-    for k in sd:
-        m = _BLOCK_RE.match(k)
-        if m:
-            groups.setdefault(m.group(1), set()).add(m.group(2))
-    marks = ("conv_exp.", "query.") if forward else ("conv_exp.", "attn.")
-    kinds = {p: _block_kind(r, *marks) for p, r in groups.items()}
-    out = {}
-    for k, v in sd.items():
-        m = _BLOCK_RE.match(k)
-        new = m.group(1) + _rename(m.group(2), kinds[m.group(1)], forward) if m else _rename(k, _TOP, forward)
-        out[new] = v
-    return out
-
-
-register_layout(FAMILY, KeyLayout(
-    "timm", to_ours=lambda sd: _convert(sd, forward=False), from_ours=lambda sd: _convert(sd, forward=True),
+_FUSED = Prefixes((("conv_exp.conv.", "conv_exp."), ("conv_exp.bn.", "bn1."), ("conv_pwl.conv.", "conv_pwl."),
+                   ("conv_pwl.bn.", "bn2.")))
+_MQA = Prefixes((("query.", "attn.query.proj."), ("key_down.conv.", "attn.key.down_conv."),
+                 ("key_down.bn.", "attn.key.norm."), ("key.", "attn.key.proj."),
+                 ("value_down.conv.", "attn.value.down_conv."), ("value_down.bn.", "attn.value.norm."),
+                 ("value.", "attn.value.proj."), ("output.", "attn.output.proj."), ("kv_norm.", "attn.kv_norm.")))
+register_layout(FAMILY, KeyLayout("timm", Grouped(
+    r"blocks\.\d+\.\d+\.", kinds=((("conv_exp.", "conv_exp."), _FUSED), (("query.", "attn."), _MQA)),
+    default=Prefixes((("conv.", "conv."), ("bn.", "bn1."))),
+    outside=Prefixes((("stem.conv.", "conv_stem."), ("stem.bn.", "bn1."), ("conv_head.conv.", "conv_head."),
+                      ("conv_head.bn.", "norm_head.")))),
     description="timm mobilenetv4_* (MobileNetV3 class): conv_stem/bn1, blocks.{s}.{i}.*, conv_head, norm_head"))
 
 

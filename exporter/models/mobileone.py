@@ -17,17 +17,15 @@ from functools import partial
 
 from torch import nn
 
+from ..keymap import segment_renames
 from ..layers.mobileone_block import (
-    STAGE_FROM_OURS,
-    STAGE_TO_OURS,
     PlainRepNet,
     RepBranchBlock,
-    ren,
-    rename_layout,
 )
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
-from ..weights import register_layout
+from ..weights import KeyLayout, register_layout
+from ._ref_keys import STAGES
 
 FAMILY = "mobileone"
 BASE_WIDTHS = (64, 128, 256, 512)
@@ -121,13 +119,10 @@ for _name, _cfg in VARIANTS.items():
     register(_spec(_name, _cfg), partial(build_mobileone, _cfg))
 
 # Apple: stage0 / stage{s}.{m} / rbr_conv.{j} / rbr_scale / rbr_skip / se.reduce|expand / reparam_conv / linear
-_APPLE_BLOCK = [("rbr_conv", "conv_kxk"), ("rbr_scale", "conv_scale"), ("rbr_skip", "identity")]
-register_layout(FAMILY, rename_layout(
-    "apple", STAGE_TO_OURS + [ren(a, o) for a, o in _APPLE_BLOCK],
-    STAGE_FROM_OURS + [ren(o, a) for a, o in _APPLE_BLOCK],
+register_layout(FAMILY, KeyLayout(
+    "apple", segment_renames([("conv_kxk", "rbr_conv"), ("conv_scale", "rbr_scale"), ("identity", "rbr_skip")], STAGES),
     "apple/ml-mobileone: *_unfused.pth.tar (train) and *.pth.tar (fused, reparam_conv)"))
 # timm: our names except the SE module (attn.fc1/fc2)
-_TIMM_SE = [("attn.fc1", "se.reduce"), ("attn.fc2", "se.expand")]
-register_layout(FAMILY, rename_layout(
-    "timm", [ren(t, o) for t, o in _TIMM_SE], [ren(o, t) for t, o in _TIMM_SE],
+register_layout(FAMILY, KeyLayout(
+    "timm", segment_renames([("se.reduce", "attn.fc1"), ("se.expand", "attn.fc2")]),
     "timm byobnet mobileone_s*.apple_in1k (train form; reparam_conv after reparameterize)"))

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..keymap import Regex
 from ..layers.conv import ConvNormAct, make_divisible
 from ..layers.mobilevit import GlobalMeanPool, MobileViTv3BlockV1, MobileViTv3BlockV2, MV2Block
 from ..registry import register
 from ..specs import NO_NORM_MEAN, NO_NORM_STD, ModelSpec, Numbers, Preprocessing
-from ..weights import KeyLayout, StateDict, register_layout
+from ..weights import KeyLayout, register_layout
 
 FAMILY = "mobilevitv3"
 SOURCES = (
@@ -190,26 +191,8 @@ for _name, _cfg in V2_VARIANTS.items():
 # ---------------------------------------------------------------------------------------------------------
 # cvnets checkpoint layout (both styles)
 
-def _cvnets_to_ours(sd: StateDict) -> StateDict:
-    out = {}
-    for k, v in sd.items():
-        parts = k.split(".")
-        if len(parts) >= 3 and parts[-3] == "block" and parts[-2] in ("conv", "norm"):
-            parts = parts[:-3] + ["conv" if parts[-2] == "conv" else "bn", parts[-1]]
-        out[".".join(parts)] = v
-    return out
-
-
-def _ours_to_cvnets(sd: StateDict) -> StateDict:
-    out = {}
-    for k, v in sd.items():
-        parts = k.split(".")
-        if len(parts) >= 2 and parts[-2] in ("conv", "bn"):
-            parts = parts[:-2] + ["block", "conv" if parts[-2] == "conv" else "norm", parts[-1]]
-        out[".".join(parts)] = v
-    return out
-
-
-register_layout(FAMILY, KeyLayout(
-    "cvnets", _cvnets_to_ours, _ours_to_cvnets,
+# the last module of a key: ConvNormAct's conv / bn ↔ ConvLayer's block.conv / block.norm
+register_layout(FAMILY, KeyLayout("cvnets", Regex(
+    to_ours_rules=((r"(^|\.)block\.conv(\.[^.]+)$", r"\1conv\2"), (r"(^|\.)block\.norm(\.[^.]+)$", r"\1bn\2")),
+    from_ours_rules=((r"(^|\.)conv(\.[^.]+)$", r"\1block.conv\2"), (r"(^|\.)bn(\.[^.]+)$", r"\1block.norm\2"))),
     "micronDLA/MobileViTv3 checkpoint_ema_best.pt (cvnets ConvLayer: block.conv / block.norm)"))

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..keymap import Prefixes
 from ..layers import ConvNormAct
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
-from ..weights import KeyLayout, StateDict, register_layout
+from ..weights import KeyLayout, register_layout
 
 FAMILY = "moga"
 STEM_CH, SEP_CH, HEAD_CH, FEATURE_CH = 16, 16, 960, 1280
@@ -144,52 +145,19 @@ VARIANTS = (
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# Official key layout (xiaomi-automl/MoGA, plain nn.Sequential indices). Prefix pairs (ours, theirs),
-# matched longest first; the same table maps deploy-form keys (conv.bias) both ways.
-
-_PAIRS = (
+# Official key layout (xiaomi-automl/MoGA, plain nn.Sequential indices). Prefix pairs (ours, theirs), matched
+# longest first; the same table maps deploy-form keys (conv.bias) both ways.
+_BLOCK = (("expand.conv.", "conv1."), ("expand.bn.", "bn1."), ("dw.conv.", "conv2."), ("dw.bn.", "bn2."),
+          ("se.reduce.", "mid_se.conv.0."), ("se.expand.", "mid_se.fc.0."), ("project.conv.", "conv3."),
+          ("project.bn.", "bn3."))
+register_layout(FAMILY, KeyLayout("official", Prefixes((
     ("stem.conv.", "stem.0."), ("stem.bn.", "stem.1."),
     ("separable.0.conv.", "separable_conv.0."), ("separable.0.bn.", "separable_conv.1."),
     ("separable.1.conv.", "separable_conv.3."), ("separable.1.bn.", "separable_conv.4."),
-    ("blocks.", "mb_module."),
+    ("blocks.", "mb_module."), *((f"blocks.{{i}}.{o}", f"mb_module.{{i}}.{t}") for o, t in _BLOCK),
     ("conv_before_pooling.conv.", "conv_before_pooling.0."), ("conv_before_pooling.bn.", "conv_before_pooling.1."),
-    ("conv_head.", "conv_head.0."),
-)
-_BLOCK_PAIRS = (
-    ("expand.conv.", "conv1."), ("expand.bn.", "bn1."), ("dw.conv.", "conv2."), ("dw.bn.", "bn2."),
-    ("se.reduce.", "mid_se.conv.0."), ("se.expand.", "mid_se.fc.0."), ("project.conv.", "conv3."),
-    ("project.bn.", "bn3."),
-)
-
-
-def _swap(key: str, pairs: tuple[tuple[str, str], ...], forward: bool) -> tuple[str, str] | None:
-    """(new prefix, rest) for the longest matching prefix, or None."""
-    i, j = (0, 1) if forward else (1, 0)
-    for pair in sorted(pairs, key=lambda p: -len(p[i])):
-        if key.startswith(pair[i]):
-            return pair[j], key[len(pair[i]):]
-    return None
-
-
-def _rename(key: str, forward: bool) -> str:
-    hit = _swap(key, _PAIRS, forward)
-    if hit is None:
-        return key
-    prefix, rest = hit
-    if prefix in ("blocks.", "mb_module."):  # rest = "{i}.<block key>"
-        idx, _, inner = rest.partition(".")
-        sub = _swap(inner, _BLOCK_PAIRS, forward)
-        return f"{prefix}{idx}." + (sub[0] + sub[1] if sub else inner)
-    return prefix + rest
-
-
-def _convert(sd: StateDict, forward: bool) -> StateDict:
-    return {_rename(k, forward): v for k, v in sd.items()}
-
-
-register_layout(FAMILY, KeyLayout(
-    "official", to_ours=lambda sd: _convert(sd, forward=False), from_ours=lambda sd: _convert(sd, forward=True),
-    description="xiaomi-automl/MoGA model_state: stem.{0,1}, separable_conv.{0,1,3,4}, mb_module.{i}.*"))
+    ("conv_head.", "conv_head.0."))),
+    "xiaomi-automl/MoGA model_state: stem.{0,1}, separable_conv.{0,1,3,4}, mb_module.{i}.*"))
 
 _SOURCES = ("MOGA xiaomi-automl/MoGA@305588d models/MoGA_{A,B,C}.py, verify.py, dataloader.py",
             "arXiv:1908.01314 (paper Table 3 = images/specs.png)")

@@ -16,17 +16,15 @@ from functools import partial
 
 from torch import nn
 
+from ..keymap import Regex, ren, segment_renames
 from ..layers.mobileone_block import (
-    STAGE_FROM_OURS,
-    STAGE_TO_OURS,
     PlainRepNet,
     RepBranchBlock,
-    ren,
-    rename_layout,
 )
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
-from ..weights import register_layout
+from ..weights import KeyLayout, register_layout
+from ._ref_keys import STAGES
 
 FAMILY = "repvgg"
 GROUPED_LAYERS = frozenset(range(2, 27, 2))  # REPVGG optional_groupwise_layers, 1-based after the stem
@@ -118,14 +116,12 @@ for _name, _cfg in VARIANTS.items():
     register(_spec(_name, _cfg), partial(build_repvgg, _cfg))
 
 # official: stage0 / stage{s}.{i} / rbr_dense / rbr_1x1 / rbr_identity / rbr_reparam / linear
-_OFFICIAL_BLOCK = [("rbr_dense", "conv_kxk.0"), ("rbr_1x1", "conv_scale"), ("rbr_identity", "identity"),
-                   ("rbr_reparam", "reparam_conv")]
-register_layout(FAMILY, rename_layout(
-    "official", STAGE_TO_OURS + [ren(r, o) for r, o in _OFFICIAL_BLOCK],
-    STAGE_FROM_OURS + [ren(o, r) for r, o in _OFFICIAL_BLOCK],
+register_layout(FAMILY, KeyLayout(
+    "official", segment_renames([("conv_kxk.0", "rbr_dense"), ("conv_scale", "rbr_1x1"), ("identity", "rbr_identity"),
+                                 ("reparam_conv", "rbr_reparam")], STAGES),
     "DingXiaoH/RepVGG: RepVGG-*-train.pth (train) and converted deploy checkpoints (rbr_reparam)"))
 # timm: our names except a single, un-indexed conv_kxk and conv_1x1 for the 1×1 branch
-register_layout(FAMILY, rename_layout(
-    "timm", [(r"(^|\.)conv_kxk\.(?!\d)", r"\g<1>conv_kxk.0."), ren("conv_1x1", "conv_scale")],
-    [ren("conv_kxk.0", "conv_kxk"), ren("conv_scale", "conv_1x1")],
+register_layout(FAMILY, KeyLayout(
+    "timm", segment_renames([("conv_scale", "conv_1x1")], Regex(
+        ((r"(^|\.)conv_kxk\.(?!\d)", r"\g<1>conv_kxk.0."),), (ren("conv_kxk.0", "conv_kxk"),))),
     "timm byobnet repvgg_*.rvgg_in1k (train form; reparam_conv after reparameterize)"))
