@@ -30,6 +30,7 @@ def export_train_form(model_name: str, target_id: str, out: Path):
     from mobexport.converters import get_converter, resolve_target
     from mobexport.converters.base import Artifact, ExportState
     from mobexport.converters.manifest import sha256_path
+    from mobexport.exporter.status import Status
     from mobexport.exporter.testing import randomize_batchnorm
 
     spec, target = get_spec(model_name), resolve_target(target_id)
@@ -45,7 +46,7 @@ def export_train_form(model_name: str, target_id: str, out: Path):
     path = Path(conv.convert(state, d / conv.artifact_filename(state)))
     manifest = {"model": spec.name, "target": target_id, "weights": state.weights_tag,
                 "input": {"name": "input", "shape": [1, *spec.input_size], "dtype": "float32", "layout": "NCHW"},
-                "status": "UNVALIDATED_NO_RUNTIME", "sha256": sha256_path(path), "artifact": path.name}
+                "status": Status.UNVALIDATED_NO_RUNTIME.value, "sha256": sha256_path(path), "artifact": path.name}
     return Artifact(target_id, path, None, manifest)
 
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mobexport.exporter.status import Status
+
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = ROOT / "results" / "matrix.jsonl"
@@ -52,7 +54,8 @@ def default_weights(model: str) -> str | None:
 
 def cell(model: str, target: str, out: str, **options) -> dict:
     """Export ``model`` to ``target`` (extra pipeline ``options`` allowed) and describe the outcome as one record;
-    a conversion error is a record too. Shared with ``bench_export.py``."""
+    a failed export is a record too, with ``Status.of_error``'s status and the error's type. Shared with
+    ``bench_export.py``."""
     from mobexport.converters.pipeline import export
     from mobexport.exporter.errors import MobexportError
 
@@ -62,9 +65,8 @@ def cell(model: str, target: str, out: str, **options) -> dict:
     try:
         r = export(model, target, weights=w, out_dir=out, options={"random_bn_seed": None if w else 0, **options})
     except MobexportError as e:
-        status = {3: "UNAVAILABLE", 4: "CONVERT_FAILED"}.get(e.exit_code, type(e).__name__)
-        return {**row, "status": status, "fidelity": str(e).splitlines()[0][:100], "mb": None,
-                "s": round(time.perf_counter() - t0, 1)}
+        return {**row, "status": Status.of_error(e).value, "error": type(e).__name__,
+                "fidelity": str(e).splitlines()[0][:100], "mb": None, "s": round(time.perf_counter() - t0, 1)}
     if "tflite" in r.manifest:
         row["float_ops"] = r.manifest["tflite"].get("float_ops", {})
     return {**row, "status": r.status.value, "fidelity": _fidelity(r), "mb": round(r.manifest["size_bytes"] / 1e6, 2),
@@ -92,8 +94,8 @@ def render(cells: dict[tuple[str, str], dict], targets: list[str]) -> str:
         cs = [c for (_, tt), c in cells.items() if tt == t]
         if not cs:
             continue
-        ok = sum(c["status"] == "OK" for c in cs)
-        unval = sum(c["status"] == "UNVALIDATED_NO_RUNTIME" for c in cs)
+        ok = sum(c["status"] == Status.OK for c in cs)
+        unval = sum(c["status"] == Status.UNVALIDATED_NO_RUNTIME for c in cs)
         slow = max(cs, key=lambda c: c["s"])
         summary.append(f"| {t} | {len(cs)} | {ok} | {unval} | {len(cs) - ok - unval} | {sum(c['s'] for c in cs):.0f} "
                        f"| {statistics.median(c['s'] for c in cs):.1f} | {slow['s']:.0f} ({slow['model']}) |")
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
     models = [m for m in mobexport.list_models() if fnmatch.fnmatch(m, a.models)][k - 1::n]
     done = {} if a.fresh else load_cells()
     if a.redo_failed:
-        done = {key: c for key, c in done.items() if c["status"] in ("OK", "UNVALIDATED_NO_RUNTIME")}
+        done = {key: c for key, c in done.items() if c["status"] in (Status.OK, Status.UNVALIDATED_NO_RUNTIME)}
     with tempfile.TemporaryDirectory() as out:
         for model in models:
             for target in a.targets:
