@@ -1,57 +1,74 @@
-"""Converter registry: one ``Converter`` per format, found in ``converters/<format>.py``.
+"""Converter registry: one ``Converter`` per format, registered where it is defined.
 
-A module provides its converter either as a module-level ``CONVERTER`` instance or as a ``Converter``
-subclass whose ``format`` equals the module name (instantiated with no arguments). Importing a converter
-module is cheap (backends are imported inside functions); a module that is missing or fails to import is
-left out of ``all_targets()`` and reported by ``get_converter``.
+A converter module ``converters/<format>.py`` decorates its class with ``@register_converter``; every module of
+this package (and of any folder added to its ``__path__``) is imported on first use, so a new format is one
+file: targets, schemes, ``mobexport <format>`` with its flags, the result schema's target values and the test
+matrix all follow from the registry. Importing a converter module is cheap (backends are imported inside
+functions); a module that fails to import is left out and named by ``get_converter``.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-from functools import cache
+import pkgutil
 
 from mobexport.exporter.errors import UnknownNameError, UsageError
 
-from .base import FORMATS, Artifact, Availability, Converter, ExportState, Runner, Target
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target
 
-__all__ = ["FORMATS", "Artifact", "Availability", "Converter", "ExportState", "Runner", "Target",
-           "all_targets", "available_formats", "get_converter", "resolve_target", "target_for"]
+__all__ = ["Artifact", "Availability", "Converter", "ExportState", "Runner", "Target", "all_targets",
+           "formats", "get_converter", "register_converter", "resolve_target", "target_for"]
 
-
-@cache
-def _load(fmt: str) -> Converter | None:
-    try:
-        mod = importlib.import_module(f"{__name__}.{fmt}")
-    except ImportError:
-        return None
-    conv = getattr(mod, "CONVERTER", None)
-    if isinstance(conv, Converter):
-        return conv
-    for _, obj in inspect.getmembers(mod, inspect.isclass):
-        if issubclass(obj, Converter) and not inspect.isabstract(obj) and obj.format == fmt:
-            return obj()
-    return None
+_REGISTRY: dict[str, Converter] = {}
+_BROKEN: dict[str, str] = {}  # module name -> why it did not import
+_scanned: list[str] = []  # the __path__ entries scanned so far
 
 
-def available_formats() -> list[str]:
-    """Formats whose converter module is present (not necessarily whose backend is installed)."""
-    return [f for f in FORMATS if _load(f) is not None]
+def register_converter(cls: type[Converter]) -> type[Converter]:
+    """Class decorator: register one instance of ``cls`` under ``cls.format``."""
+    if not cls.format or not cls.targets:
+        raise TypeError(f"{cls.__name__}: a converter declares its format and targets")
+    if any(t.format != cls.format for t in cls.targets):
+        raise TypeError(f"{cls.__name__}: every target of format '{cls.format}' must say so")
+    known = _REGISTRY.get(cls.format)
+    if known is not None and type(known).__qualname__ != cls.__qualname__:
+        raise TypeError(f"format '{cls.format}' registered twice: {type(known).__name__} and {cls.__name__}")
+    _REGISTRY[cls.format] = cls()
+    return cls
+
+
+def _discover() -> None:
+    """Import every module of the package not imported yet (once per ``__path__`` entry)."""
+    new = [p for p in __path__ if p not in _scanned]
+    for info in pkgutil.iter_modules(new):
+        if info.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"{__name__}.{info.name}")
+        except ImportError as e:
+            _BROKEN[info.name] = f"{type(e).__name__}: {e}"
+    _scanned.extend(new)
+
+
+def formats() -> list[str]:
+    """Registered formats (their converter module imports; their backend may be missing), by rank and name."""
+    _discover()
+    return sorted(_REGISTRY, key=lambda f: (_REGISTRY[f].rank, f))
+
 
 
 def get_converter(fmt: str) -> Converter:
-    if fmt not in FORMATS:
-        raise UnknownNameError("format", fmt, FORMATS)
-    conv = _load(fmt)
-    if conv is None:
-        raise UsageError(f"no converter for format '{fmt}' in this installation "
-                         f"(converters present: {', '.join(available_formats()) or 'none'})")
-    return conv
+    _discover()
+    if fmt in _REGISTRY:
+        return _REGISTRY[fmt]
+    if fmt in _BROKEN:
+        raise UsageError(f"the converter for format '{fmt}' does not load in this installation: {_BROKEN[fmt]} "
+                         f"(converters present: {', '.join(formats()) or 'none'})")
+    raise UnknownNameError("format", fmt, formats())
 
 
 def all_targets() -> list[Target]:
-    return [t for f in available_formats() for t in get_converter(f).targets]
+    return [t for f in formats() for t in _REGISTRY[f].targets]
 
 
 def resolve_target(target_id: str) -> Target:

@@ -1,13 +1,21 @@
-"""The converter contract: Target, Availability, Artifact, Runner, Converter, ExportState.
+"""The converter contract: Target, Availability, Artifact, Runner, Converter, ExportState, Options.
 
-One module per format (onnx.py, tflite.py, coreml.py, tensorrt.py) implements ``Converter``. Backends are
-imported inside functions only. A format that builds on another declares it in ``Target.depends_on``; the
-pipeline runs that target first and hands its artifact over in ``state.dependencies`` — converters never
-call each other.
+One module per format (onnx.py, tflite.py, coreml.py, tensorrt.py) implements ``Converter`` and registers it
+with ``@register_converter`` (``converters/__init__.py``). Backends are imported inside functions only. A format
+that builds on another declares it in ``Target.depends_on``; the pipeline runs that target first and hands its
+artifact over in ``state.dependencies`` — converters never call each other.
+
+Options are typed: ``GeneralOptions`` (policies of every export) and one ``Options`` dataclass per converter
+(``Converter.Options``). ``parse_options`` builds both at the start of an export, before any work: unknown keys
+and bad values are a UsageError. The format subcommands' flags are generated from the same fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import types
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from mobexport.exporter.errors import UsageError
 from mobexport.exporter.status import Status
-
-FORMATS = ("onnx", "tflite", "coreml", "tensorrt")
+from mobexport.quantization.schemes import get_scheme
 
 
 @dataclass(frozen=True)
@@ -28,13 +36,18 @@ class Target:
     description: str = ""
     depends_on: tuple[str, ...] = ()  # target ids whose artifacts this one is built from
 
+    def __post_init__(self):
+        get_scheme(self.scheme)  # UnknownNameError for a scheme the table does not have
+        if self.id != f"{self.format}-{self.scheme}":
+            raise ValueError(f"target id {self.id!r} is not <format>-<scheme> ({self.format}-{self.scheme})")
+
     @property
     def precision(self) -> str:
-        return {"fp32": "fp32", "fp16": "fp16", "w8a8": "int8", "w8": "w8"}[self.scheme]
+        return get_scheme(self.scheme).precision
 
     @property
     def needs_calibration(self) -> bool:
-        return self.scheme == "w8a8"
+        return get_scheme(self.scheme).needs_calibration
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,113 @@ class ExportState:
     labels: list[str] | None = None  # class names, embedded in the artifact and the manifest
 
 
+# ---------------------------------------------------------------- typed options
+
+def option(default: Any = None, help: str = "", *, choices: tuple = (), minimum: int | None = None,
+           cli: bool = True, needs=None) -> Any:
+    """A typed option field. Its flag ``--name-with-dashes`` is generated from it (``cli=False``: Python only;
+    ``needs(converter)`` false: no flag for that converter). ``default=dict`` means an empty dict."""
+    meta = {"help": help, "choices": tuple(choices), "minimum": minimum, "cli": cli, "needs": needs}
+    if default is dict:
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_value(f: dataclasses.Field, hint: Any, value: Any) -> None:
+    kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds = tuple(typing.get_origin(k) or k for k in kinds)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+        raise UsageError(f"{flag(f.name)} must be {names}, got {value!r}")
+    choices, minimum = f.metadata.get("choices"), f.metadata.get("minimum")
+    if choices and value not in choices:
+        raise UsageError(f"{flag(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if minimum is not None and value is not None and value < minimum:
+        raise UsageError(f"{flag(f.name)} must be >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base of the typed option sets: frozen dataclasses of ``option(...)`` fields."""
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def parse(cls, values: dict[str, Any], target: Target) -> Options:
+        """From a dict of this set's keys; every value checked (type, choices, minimum), then ``check``."""
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                _check_value(f, hints[f.name], values[f.name])
+        opts = cls(**values)
+        opts.check(target)
+        return opts
+
+    @classmethod
+    def of(cls, state: ExportState) -> Options:
+        """This set, read from ``state.options`` (other keys ignored)."""
+        own = cls.names()
+        return cls.parse({k: v for k, v in state.options.items() if k in own}, state.target)
+
+    def check(self, target: Target) -> None:
+        """Rules between fields or with the target (e.g. a minimum OS for a scheme)."""
+
+
+def _offers_int8(converter: Converter) -> bool:
+    return any(t.needs_calibration for t in converter.targets)
+
+
+@dataclass(frozen=True)
+class GeneralOptions(Options):
+    """Policies of every export, whatever the converter."""
+
+    seed: int = option(0, "seed of the random weights and the example input")
+    random_bn_seed: int | None = option(None, "with random weights: the seed of the weights and randomized "
+                                              "BatchNorm statistics (default: --seed)")
+    require_validation: bool = option(False, "exit 3 before any work where this host has no runtime to "
+                                             "validate the artifact (instead of writing it UNVALIDATED_NO_RUNTIME)")
+    report: bool = option(False, "with --int8: per-layer sensitivity (SQNR) report", needs=_offers_int8)
+    range_search: bool = option(
+        False, "experimental, with --int8: activation ranges searched for their effect on the class scores (KL) "
+               "instead of per tensor; measure before using it (scripts/int8_agreement.py)",
+        needs=lambda c: c.range_search)
+    tolerances: dict = option(dict, "validator threshold overrides (quantization.validate)", cli=False)
+
+    def check(self, target: Target) -> None:
+        for name in ("report", "range_search"):
+            if getattr(self, name) and not target.needs_calibration:
+                raise UsageError(f"{flag(name)} applies to --int8 only")
+
+
+@dataclass(frozen=True)
+class NoOptions(Options):
+    pass
+
+
+def parse_options(converter: Converter, target: Target, values: dict[str, Any] | None):
+    """(GeneralOptions, the converter's Options) from one dict; UsageError for unknown keys (with did-you-mean)
+    and bad values, before any work starts."""
+    values = dict(values or {})
+    general, own = GeneralOptions.names(), converter.Options.names()
+    unknown = sorted(set(values) - general - own)
+    if unknown:
+        said = [f"'{k}'" + "".join(f" (did you mean '{m}'?)" for m in difflib.get_close_matches(
+            k, general | own, n=1, cutoff=0.6)) for k in unknown]
+        raise UsageError(f"unknown option(s) for {target.id}: {', '.join(said)}; "
+                         f"options: {', '.join(sorted(general | own))}")
+    g = GeneralOptions.parse({k: v for k, v in values.items() if k in general}, target)
+    if g.range_search and not converter.range_search:
+        raise UsageError(f"{flag('range_search')} is not offered by {target.format}")
+    return g, converter.Options.parse({k: v for k, v in values.items() if k in own}, target)
+
+
 def package_versions(names) -> dict[str, str]:
     """{distribution: version} for the installed ones among ``names``."""
     from importlib.metadata import PackageNotFoundError, version
@@ -148,27 +268,18 @@ def package_versions(names) -> dict[str, str]:
 
 class Converter(ABC):
     format: str = ""
+    summary: str = ""  # one line: the help of `mobexport <format>`
+    rank: int = 100  # place in listings (CLI, matrix, tables): by rank, then by name
     targets: tuple[Target, ...] = ()
+    Options: type[Options] = NoOptions  # this format's typed options; flags of `mobexport <format>` follow them
     runtime_name: str = ""
     default_scheme: str = "fp32"  # the scheme a format subcommand uses when no --fp16/--int8/--w8 is given
     extension: str = ""  # artifact file suffix, e.g. ".onnx", ".tflite", ".mlpackage"
     range_search: bool = False  # its int8 honours options["range_search"] (quantization.range_search)
 
-    # --- CLI hook: format-specific options of `mobexport <format>` (called by commands/export.py) ---
-    def add_cli_options(self, parser) -> None:  # noqa: B027 - optional hook
-        """Add this format's own flags to its argparse subparser. Must not import the backend."""
-
-    def options_from_args(self, args) -> dict[str, Any]:
-        """Turn the parsed flags added by ``add_cli_options`` into ``state.options`` entries."""
-        return {}
-
     # --- pipeline hooks with defaults ---
     def artifact_filename(self, state: ExportState) -> str:
         return f"{state.model_name}{self.extension}"
-
-    def quantize(self, state: ExportState) -> None:  # noqa: B027 - optional hook
-        """Torch-side quantization for schemes that need it (calibration images are in
-        ``state.calibration``). Converters that quantize the converted artifact do it in ``convert``."""
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         """Format-specific manifest entries (e.g. quantization recipe, edgetpu_cpu_fallback)."""

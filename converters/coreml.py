@@ -20,8 +20,8 @@ activations need it, and one floor for all three schemes keeps fp16/w8/w8a8 pack
 devices (iOS16 is still accepted for fp16/w8).
 
 Validation: Core ML executes only on macOS. Off macOS the artifact is UNVALIDATED_NO_RUNTIME (with the
-reason, never OK) and a notice goes to stderr; ``--require-validation`` turns that into exit 3 before
-converting. ``--strict-ane`` fails (exit 1) when the Neural Engine lint (``ane_lint.py``) flags anything.
+reason, never OK) and a notice goes to stderr; ``--require-validation`` (a general policy, every format) turns
+that into exit 3 before any work. ``--strict-ane`` fails (exit 1) when the Neural Engine lint (``ane_lint.py``) flags anything.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Artifact, Availability, Converter, ExportState, Runner, Target
+from . import register_converter
+from .base import Artifact, Availability, Converter, ExportState, Options, Runner, Target, option
 
 COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_ONLY", "CPU_AND_GPU")
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -65,20 +67,21 @@ class _Normalize:
         return Normalized().eval()
 
 
-def _options(state: ExportState) -> dict[str, Any]:
-    from mobexport.exporter.errors import UsageError
+@dataclass(frozen=True)
+class CoreMLOptions(Options):
+    compute_units: str = option("ALL", "compute units recorded for loading/validation (default ALL)",
+                                choices=COMPUTE_UNITS)
+    min_target: str = option(DEFAULT_MIN_TARGET, "minimum deployment target (default iOS17: needed by --int8, one "
+                                                 "floor for all)", choices=MIN_TARGETS)
+    image_input: bool = option(False, "ImageType input with the spec's scaling, mean/std and RGB/BGR baked in")
+    strict_ane: bool = option(False, "exit 1 if the Neural Engine lint flags anything")
 
-    o = state.options
-    cu = o.get("compute_units") or "ALL"
-    tgt = o.get("min_target") or DEFAULT_MIN_TARGET
-    if cu not in COMPUTE_UNITS:
-        raise UsageError(f"--compute-units must be one of {', '.join(COMPUTE_UNITS)}, got {cu!r}")
-    if tgt not in MIN_TARGETS:
-        raise UsageError(f"--min-target must be one of {', '.join(MIN_TARGETS)}, got {tgt!r}")
-    if state.target.scheme == "w8a8" and MIN_TARGETS.index(tgt) < MIN_TARGETS.index("iOS17"):
-        raise UsageError(f"coreml-w8a8 needs --min-target iOS17 or later (activation quantize ops), got {tgt}")
-    return {"compute_units": cu, "min_target": tgt, "image_input": bool(o.get("image_input")),
-            "strict_ane": bool(o.get("strict_ane")), "require_validation": bool(o.get("require_validation"))}
+    def check(self, target: Target) -> None:
+        if target.scheme == "w8a8" and MIN_TARGETS.index(self.min_target) < MIN_TARGETS.index("iOS17"):
+            from mobexport.exporter.errors import UsageError
+
+            raise UsageError(f"coreml-w8a8 needs --min-target iOS17 or later (activation quantize ops), "
+                             f"got {self.min_target}")
 
 
 def quantize_w8a8(model, calibration: list[np.ndarray], example):
@@ -146,12 +149,12 @@ def _io(state: ExportState, image_input: bool, num_classes: int) -> dict[str, An
     return {"inputs": [inp], "outputs": [{"name": "logits", "shape": [1, num_classes], "dtype": "float32"}]}
 
 
-def _build_metadata(state: ExportState, opts: dict[str, Any]) -> dict[str, str]:
+def _build_metadata(state: ExportState, opts: CoreMLOptions) -> dict[str, str]:
     pp = state.spec.preprocessing
     return {f"{META_PREFIX}model": state.model_name, f"{META_PREFIX}target": state.target.id,
             f"{META_PREFIX}scheme": state.target.scheme, f"{META_PREFIX}conversion_path": CONVERSION_PATH,
-            f"{META_PREFIX}compute_units": opts["compute_units"], f"{META_PREFIX}min_target": opts["min_target"],
-            f"{META_PREFIX}image_input": json.dumps(opts["image_input"]),
+            f"{META_PREFIX}compute_units": opts.compute_units, f"{META_PREFIX}min_target": opts.min_target,
+            f"{META_PREFIX}image_input": json.dumps(opts.image_input),
             f"{META_PREFIX}preprocessing": json.dumps({"mean": list(pp.mean), "std": list(pp.std),
                                                        "color": pp.color, "scale": 1 / 255})}
 
@@ -221,8 +224,12 @@ def compute_plan_placement(path: Path, compute_units: str = "ALL") -> dict[str, 
     return {"devices": dict(devices), "off_ane": off_ane[:100]}
 
 
+@register_converter
 class CoreMLConverter(Converter):
     format = "coreml"
+    rank = 2
+    summary = "export to Core ML mlprogram: fp16, --int8 (w8a8) or --w8 (weights only)"
+    Options = CoreMLOptions
     targets = (
         Target("coreml-fp16", "coreml", "fp16", "Core ML mlprogram, fp16 compute precision"),
         Target("coreml-w8a8", "coreml", "w8a8", "Core ML mlprogram, int8 weights and activations (iOS17+)"),
@@ -241,37 +248,20 @@ class CoreMLConverter(Converter):
                                        "has no Linux runtime)", "validate on a Mac or with the iOS app")
         return Availability.check_modules(["coremltools.libcoremlpython"], "coreml")
 
-    def add_cli_options(self, parser) -> None:
-        g = parser.add_argument_group("Core ML")
-        g.add_argument("--compute-units", choices=COMPUTE_UNITS, default="ALL",
-                       help="compute units recorded for loading/validation (default ALL)")
-        g.add_argument("--min-target", choices=MIN_TARGETS, default=DEFAULT_MIN_TARGET,
-                       help="minimum deployment target (default iOS17: needed by --int8, one floor for all)")
-        g.add_argument("--image-input", action="store_true",
-                       help="ImageType input with the spec's scaling, mean/std and RGB/BGR baked in")
-        g.add_argument("--strict-ane", action="store_true", help="exit 1 if the Neural Engine lint flags anything")
-        g.add_argument("--require-validation", action="store_true",
-                       help="exit 3 instead of writing an unvalidated model where Core ML cannot run")
-
-    def options_from_args(self, args) -> dict[str, Any]:
-        keys = ("compute_units", "min_target", "image_input", "strict_ane", "require_validation")
-        return {k: getattr(args, k) for k in keys if hasattr(args, k)}
-
     def tool_versions(self) -> dict[str, str]:
         import coremltools as ct
 
         return {"coremltools": ct.__version__}
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
-        opts = _options(state)
-        self._require_runtime(opts)
+        opts = CoreMLOptions.of(state)
         mlmodel = self._to_mlmodel(state, opts)
         from .ane_lint import lint_program
 
         lint = lint_program(mlmodel._mil_program, expect_fp16=True)
         state.reports["ane_lint"] = lint.to_dict()
         _notice(lint.summary())
-        if opts["strict_ane"] and not lint.ok:
+        if opts.strict_ane and not lint.ok:
             from mobexport.exporter.errors import ValidationError
 
             for f in lint.findings[:20]:
@@ -282,28 +272,21 @@ class CoreMLConverter(Converter):
         mlmodel.short_description = f"{state.model_name} ({state.target.id}) exported by mobexport"
         out_path = Path(out_path).with_suffix(".mlpackage")
         mlmodel.save(str(out_path))
-        state.reports["coreml"] = {"conversion_path": CONVERSION_PATH, **{k: opts[k] for k in (
-            "compute_units", "min_target", "image_input")}, "compute_precision": "FLOAT16"}
+        state.reports["coreml"] = {"conversion_path": CONVERSION_PATH, "compute_units": opts.compute_units,
+                                   "min_target": opts.min_target, "image_input": opts.image_input,
+                                   "compute_precision": "FLOAT16"}
         rt = self.runtime_available()
         if not rt.ok:
             _notice(f"notice: {state.target.id} is UNVALIDATED_NO_RUNTIME: {rt.reason}")
         return out_path
 
-    def _require_runtime(self, opts: dict[str, Any]) -> None:
-        rt = self.runtime_available()
-        if opts["require_validation"] and not rt.ok:
-            from mobexport.exporter.errors import TargetUnavailableError
-
-            raise TargetUnavailableError(f"--require-validation: cannot validate Core ML here: {rt.reason}",
-                                         hint=rt.install_hint or None)
-
-    def _to_mlmodel(self, state: ExportState, opts: dict[str, Any]):
+    def _to_mlmodel(self, state: ExportState, opts: CoreMLOptions):
         import coremltools as ct
 
         module = state.model.eval()
         if state.target.scheme == "w8a8":
             module = quantize_w8a8(module, state.calibration, state.example_input)
-        if opts["image_input"]:
+        if opts.image_input:
             module = _Normalize.wrap(module, state.spec.mean, state.spec.std)
             example = (state.example_input - state.example_input.min()) / (
                 state.example_input.max() - state.example_input.min())
@@ -311,14 +294,14 @@ class CoreMLConverter(Converter):
             example = state.example_input
         traced = _trace(module, example)
         mlmodel = ct.convert(
-            traced, inputs=_ct_inputs(state, opts["image_input"]),
+            traced, inputs=_ct_inputs(state, opts.image_input),
             outputs=[ct.TensorType(name="logits", dtype=np.float32)], convert_to="mlprogram",
             compute_precision=ct.precision.FLOAT16,
-            minimum_deployment_target=getattr(ct.target, opts["min_target"]),
-            compute_units=ct.ComputeUnit[opts["compute_units"]])
+            minimum_deployment_target=getattr(ct.target, opts.min_target),
+            compute_units=ct.ComputeUnit[opts.compute_units])
         if state.target.scheme == "w8":
             mlmodel = self._quantize_weights(mlmodel)
-        state.io = _io(state, opts["image_input"], int(traced(example).shape[-1]))
+        state.io = _io(state, opts.image_input, int(traced(example).shape[-1]))
         return mlmodel
 
     @staticmethod

@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
+from . import register_converter
+from .base import (
+    Artifact,
+    Availability,
+    Converter,
+    ExportState,
+    Options,
+    Runner,
+    Target,
+    option,
+    unsupported_op_from,
+)
 
 OPSET = 18
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
@@ -56,6 +68,11 @@ class OnnxRunner(Runner):
 
 
 def node_counts(model) -> Counter:
+    """Op type counts of an ONNX ModelProto or file."""
+    if not hasattr(model, "graph"):
+        import onnx
+
+        model = onnx.load(str(model))
     return Counter(n.op_type for n in model.graph.node)
 
 
@@ -73,9 +90,77 @@ def simplify(model, simplifier: str):
     return model
 
 
+def build_onnx(state: ExportState, model, out_path: Path, simplifier: str = DEFAULT_SIMPLIFIER,
+               dynamic_batch: bool = False):
+    """The one way an ONNX file is built (onnx-fp32, and the float ONNX TensorRT's int8 quantizes): torch.onnx
+    dynamo export of ``model`` on ``state.example_input`` at opset 18, simplified, ONNX checker. Returns the
+    ModelProto and a report."""
+    import onnx
+
+    t0 = time.perf_counter()
+    _export(state, model, out_path, dynamic_batch)
+    t1 = time.perf_counter()
+    proto = onnx.load(str(out_path))
+    before = sum(node_counts(proto).values())
+    proto = simplify(proto, simplifier)
+    onnx.save(proto, str(out_path))
+    onnx.checker.check_model(str(out_path), full_check=True)
+    counts = node_counts(proto)
+    return proto, {"opset": OPSET, "exporter": "torch.onnx dynamo", "simplifier": simplifier,
+                   "nodes_exported": before, "nodes": sum(counts.values()), "op_types": dict(sorted(counts.items())),
+                   "dynamic_batch": dynamic_batch, "export_s": round(t1 - t0, 3),
+                   "simplify_s": round(time.perf_counter() - t1, 3)}
+
+
+def _export(state: ExportState, model, out_path: Path, dynamic_batch: bool) -> None:
+    import torch
+
+    kw: dict[str, Any] = {}
+    if dynamic_batch:
+        kw["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},)
+    try:
+        torch.onnx.export(model, (state.example_input,), str(out_path), dynamo=True, opset_version=OPSET,
+                          external_data=False, input_names=["input"], output_names=["logits"], verbose=False, **kw)
+    except Exception as e:  # torch.onnx raises its own exception types; map to the layer if we can
+        err = unsupported_op_from(e, state, "torch.onnx (opset 18)")
+        if err is not None:
+            raise err from e
+        raise
+
+
+def embed_onnx_metadata(artifact_path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(artifact_path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({k: str(v) for k, v in metadata.items()})
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = "mobexport"
+    onnx.save(model, str(artifact_path))
+
+
+def read_onnx_metadata(artifact_path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+
+
+@dataclass(frozen=True)
+class OnnxOptions(Options):
+    dynamic_batch: bool = option(False, f"dynamic batch axis (1..{MAX_DYNAMIC_BATCH}); fixed shape by default")
+    simplifier: str = option(DEFAULT_SIMPLIFIER, f"graph simplifier (default {DEFAULT_SIMPLIFIER})",
+                             choices=SIMPLIFIERS)
+
+
+@register_converter
 class OnnxConverter(Converter):
     format = "onnx"
+    rank = 0
+    summary = "export a model to ONNX (onnx-fp32), simplified and validated"
     targets = (Target("onnx-fp32", "onnx", "fp32", "ONNX opset 18, float32, simplified; runs on onnxruntime"),)
+    Options = OnnxOptions
     runtime_name = "onnxruntime"
     packages = ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim")
     extension = ".onnx"
@@ -83,57 +168,11 @@ class OnnxConverter(Converter):
     def is_available(self) -> Availability:
         return Availability.check_modules(["onnx", "onnxscript", "onnxruntime"], "onnx")
 
-    def add_cli_options(self, parser) -> None:
-        parser.add_argument("--dynamic-batch", action="store_true",
-                            help=f"dynamic batch axis (1..{MAX_DYNAMIC_BATCH}); fixed shape by default")
-        parser.add_argument("--simplifier", choices=SIMPLIFIERS, default=DEFAULT_SIMPLIFIER,
-                            help=f"graph simplifier (default {DEFAULT_SIMPLIFIER})")
-
-    def options_from_args(self, args) -> dict[str, Any]:
-        return {"dynamic_batch": bool(getattr(args, "dynamic_batch", False)),
-                "simplifier": getattr(args, "simplifier", DEFAULT_SIMPLIFIER)}
-
-
     def convert(self, state: ExportState, out_path: Path) -> Path:
-        import onnx
-
-        simplifier = state.options.get("simplifier", DEFAULT_SIMPLIFIER)
-        if simplifier not in SIMPLIFIERS:
-            from mobexport.exporter.errors import UsageError
-
-            raise UsageError(f"unknown simplifier '{simplifier}'; choose from {', '.join(SIMPLIFIERS)}")
-        t0 = time.perf_counter()
-        self._export(state, out_path)
-        t1 = time.perf_counter()
-        model = onnx.load(str(out_path))
-        before = sum(node_counts(model).values())
-        model = simplify(model, simplifier)
-        onnx.save(model, str(out_path))
-        onnx.checker.check_model(str(out_path), full_check=True)
-        counts = node_counts(model)
-        state.reports["onnx"] = {"opset": OPSET, "exporter": "torch.onnx dynamo", "simplifier": simplifier,
-                                 "nodes_exported": before, "nodes": sum(counts.values()),
-                                 "op_types": dict(sorted(counts.items())),
-                                 "dynamic_batch": bool(state.options.get("dynamic_batch")),
-                                 "export_s": round(t1 - t0, 3), "simplify_s": round(time.perf_counter() - t1, 3)}
+        o = OnnxOptions.of(state)
+        model, state.reports["onnx"] = build_onnx(state, state.model, out_path, o.simplifier, o.dynamic_batch)
         state.io = self._io(state, model)
         return out_path
-
-    def _export(self, state: ExportState, out_path: Path) -> None:
-        import torch
-
-        kw: dict[str, Any] = {}
-        if state.options.get("dynamic_batch"):
-            kw["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},)
-        try:
-            torch.onnx.export(state.model, (state.example_input,), str(out_path), dynamo=True,
-                              opset_version=OPSET, external_data=False, input_names=["input"],
-                              output_names=["logits"], verbose=False, **kw)
-        except Exception as e:  # torch.onnx raises its own exception types; map to the layer if we can
-            err = unsupported_op_from(e, state, "torch.onnx (opset 18)")
-            if err is not None:
-                raise err from e
-            raise
 
     @staticmethod
     def _io(state: ExportState, model) -> dict[str, Any]:
@@ -159,21 +198,10 @@ class OnnxConverter(Converter):
         return problems
 
     def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
-        import onnx
-
-        model = onnx.load(str(artifact_path))
-        props = {p.key: p.value for p in model.metadata_props}
-        props.update(metadata)
-        del model.metadata_props[:]
-        for k, v in props.items():
-            model.metadata_props.add(key=k, value=v)
-        model.producer_name = "mobexport"
-        onnx.save(model, str(artifact_path))
+        embed_onnx_metadata(artifact_path, metadata)
 
     def read_metadata(self, artifact_path: Path) -> dict[str, str]:
-        import onnx
-
-        return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+        return read_onnx_metadata(artifact_path)
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         return {"onnx": state.reports.get("onnx", {})}
@@ -184,5 +212,3 @@ class OnnxConverter(Converter):
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
 
-
-CONVERTER = OnnxConverter()

@@ -1,8 +1,9 @@
 """The one export pipeline, shared by every converter.
 
-load → reparameterize → fold_batchnorm → equivalence_check → quantize → convert → validate → write_manifest
+load → reparameterize → fold_batchnorm → equivalence_check → convert → validate → write_manifest (``STEPS``)
 
-Each step is a named function of one explicit ``ExportState``. Any exception in a step that is not already a
+Options (``GeneralOptions`` and the converter's typed ``Options``) are checked when the export starts, before any
+work. Each step is a named function of one explicit ``ExportState``; converters quantize inside ``convert``. Any exception in a step that is not already a
 ``MobexportError`` becomes a ``ConversionError`` naming step, model and target. Artifacts are built in a
 temporary directory next to ``OUT/<model>/<target>/`` and renamed into place only when every step finished;
 a failed export leaves nothing behind. A fidelity MISMATCH is *not* an exception: the artifact is kept, the
@@ -34,10 +35,8 @@ from mobexport.exporter.source import check_labels
 from mobexport.exporter.status import Status
 
 from . import get_converter, manifest, resolve_target
-from .base import Artifact, Converter, ExportState
+from .base import Artifact, Converter, ExportState, GeneralOptions, parse_options
 
-STEPS = ("load", "reparameterize", "fold_batchnorm", "equivalence_check", "quantize", "convert", "validate",
-         "write_manifest")
 EQUIVALENCE_RTOL = 1e-4  # train-form vs deploy-form, max|Δ| / max|y|
 EXIT_CODES = {Status.OK: 0, Status.UNVALIDATED_NO_RUNTIME: 0}  # every other status → 1
 
@@ -83,19 +82,22 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
     with one a line; ``preprocessing`` (a ``Preprocessing``) describes a user module's input pixels (default:
     ImageNet mean/std, RGB, resize by 256/224 then centre crop).
 
-    options: ``seed`` (random init and example input, default 0), ``random_bn_seed`` (random-weight zoo models
-    get randomized BatchNorm statistics, seed ``seed`` unless given, so that outputs are not degenerate),
-    ``report`` (int8 per-layer sensitivity), ``tolerances`` (validator overrides) and converter options
-    (``nhwc``, ``dynamic_batch``, ``simplifier``, ...).
+    options: the fields of ``GeneralOptions`` (``seed``, ``random_bn_seed``, ``require_validation``, ``report``,
+    ``range_search``, ``tolerances``, ...) and of the converter's ``Options`` (``simplifier``, ``nhwc``, ...);
+    an unknown key or a bad value is a UsageError before any work.
     """
     target = resolve_target(target_id)
     converter = get_converter(target.format)
+    general, own = parse_options(converter, target, options)
     avail = converter.is_available()
     if not avail.ok:
         raise TargetUnavailableError(f"{target.id}: {avail.reason}", hint=avail.install_hint or None)
+    runtime = converter.runtime_available()
+    if general.require_validation and not runtime.ok:
+        raise TargetUnavailableError(f"--require-validation: cannot validate {target.id} here: {runtime.reason}",
+                                     hint=runtime.install_hint or None)
     source, spec = _resolve_model(model, num_classes=num_classes, input_size=input_size, input_shape=input_shape,
                                   preprocessing=preprocessing, name=name)
-    opts = dict(options or {})
     if calibration_dir is not None and not target.needs_calibration:
         raise UsageError(f"--calibration applies to int8 targets only, not {target.id}")
     label_list = _labels(labels)
@@ -103,16 +105,18 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
         check_labels(label_list, spec.num_classes, spec.name)
     if weights is not None and not Path(weights).is_file():
         raise UsageError(f"weights file not found: {weights}")
-    deps = {d: export(model, d, weights=weights, out_dir=out_dir, options=opts, progress=progress,
+    dep_opts = {**dataclasses.asdict(general), "report": False, "range_search": False}
+    deps = {d: export(model, d, weights=weights, out_dir=out_dir, options=dep_opts, progress=progress,
                       num_classes=num_classes, input_size=input_size, input_shape=input_shape,
                       labels=label_list, preprocessing=preprocessing, name=name)
             for d in target.depends_on}
     state = ExportState(model_name=spec.name, target=target, spec=spec,
-                        weights=str(weights) if weights is not None else None, options=opts,
+                        weights=str(weights) if weights is not None else None,
+                        options={**dataclasses.asdict(general), **dataclasses.asdict(own),
+                                 "calibration_dir": calibration_dir},
                         dependencies={d: Artifact(d, r.artifact, r.manifest_path, r.manifest)
                                       for d, r in deps.items()},
                         source=source, labels=label_list)
-    state.options["calibration_dir"] = calibration_dir
     final = Path(out_dir) / spec.name / target.id
     with _staging(final) as staging:
         state.workdir = staging
@@ -269,12 +273,12 @@ def _load_user_weights(model, path) -> str:
 
 def _run_steps(state: ExportState, converter: Converter, progress) -> dict[str, float]:
     timings: dict[str, float] = {}
-    for name in STEPS:
+    for name, step in STEPS:
         if progress:
             progress(f"{state.model_name} → {state.target.id}: {name}")
         t0 = time.perf_counter()
         try:
-            _STEP_FUNCS[name](state, converter)
+            step(state, converter)
         except ConversionError as e:
             if e.step:
                 raise
@@ -372,7 +376,7 @@ def step_load(state: ExportState, converter: Converter) -> None:
 
     from mobexport.quantization.calibration import image_sets
 
-    seed = int(state.options.get("seed", 0))
+    seed = GeneralOptions.of(state).seed
     state.train_model = _load_model(state, seed)
     g = torch.Generator().manual_seed(seed)
     state.example_input = torch.randn(1, *state.spec.input_size, generator=g)
@@ -388,7 +392,7 @@ def _load_model(state: ExportState, seed: int):
     """The train-form model of ``state.source`` with its weights; sets ``state.weights_tag``."""
     src = state.source
     if src is None or src.kind == "zoo":
-        bn_seed = state.options.get("random_bn_seed")
+        bn_seed = GeneralOptions.of(state).random_bn_seed
         model, state.weights_tag = build_zoo_model(
             src.name if src else state.spec.name, weights=state.weights, num_classes=state.spec.num_classes,
             input_size=state.spec.input_size[1:], seed=seed if bn_seed is None else int(bn_seed))
@@ -450,11 +454,9 @@ def step_reparameterize(state: ExportState, converter: Converter) -> None:
 
 
 def step_fold_batchnorm(state: ExportState, converter: Converter) -> None:
-    from mobexport.exporter.passes.fold_batchnorm import bn_modules, fold_batchnorm
+    from mobexport.exporter.passes.fold_batchnorm import fold_batchnorm
 
-    fold_batchnorm(state.model)
-    if bn_modules(state.model):  # fold_batchnorm checks this too; keep the pipeline's own postcondition
-        raise InvariantError(f"BatchNorm left after folding: {bn_modules(state.model)[:5]}")
+    fold_batchnorm(state.model)  # checks its own postcondition (no BatchNorm left): InvariantError otherwise
 
 
 def step_equivalence_check(state: ExportState, converter: Converter) -> None:
@@ -472,11 +474,6 @@ def step_equivalence_check(state: ExportState, converter: Converter) -> None:
                              f"{err:.3g} > {EQUIVALENCE_RTOL:g} (re-parameterization bug)")
     state.reference_output = out
     state.train_model = None  # not needed any more; free memory
-
-
-def step_quantize(state: ExportState, converter: Converter) -> None:
-    if state.target.needs_calibration:
-        converter.quantize(state)
 
 
 def step_convert(state: ExportState, converter: Converter) -> None:
@@ -509,7 +506,7 @@ def step_validate(state: ExportState, converter: Converter) -> None:
                 runner.close()
     state.status = report.status
     state.reports["fidelity"] = report.to_dict()
-    if state.options.get("report") and state.target.precision == "int8":
+    if GeneralOptions.of(state).report:  # int8 targets only (GeneralOptions.check)
         from mobexport.quantization.sensitivity import layer_sensitivity
 
         state.reports["sensitivity"] = layer_sensitivity(state.model, state.calibration, state.holdout)
@@ -526,6 +523,12 @@ def step_write_manifest(state: ExportState, converter: Converter) -> None:
     state.artifact.manifest_path = manifest.write_manifest(state.workdir, m)
 
 
-_STEP_FUNCS: dict[str, Callable[[ExportState, Converter], None]] = {
-    name: globals()[f"step_{name}"] for name in STEPS
-}
+STEPS: tuple[tuple[str, Callable[[ExportState, Converter], None]], ...] = (
+    ("load", step_load),
+    ("reparameterize", step_reparameterize),
+    ("fold_batchnorm", step_fold_batchnorm),
+    ("equivalence_check", step_equivalence_check),
+    ("convert", step_convert),
+    ("validate", step_validate),
+    ("write_manifest", step_write_manifest),
+)

@@ -23,12 +23,25 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Artifact, Availability, Converter, ExportState, Runner, Target
+from . import register_converter
+from .base import (
+    Artifact,
+    Availability,
+    Converter,
+    ExportState,
+    GeneralOptions,
+    Options,
+    Runner,
+    Target,
+    option,
+)
+from .onnx import OnnxRunner, build_onnx, embed_onnx_metadata, node_counts, read_onnx_metadata
 
 FP16_MAX = 65504.0
 VERBOSITY = ("layer_names_only", "detailed", "none")
@@ -234,19 +247,16 @@ def time_engine(engine_path: Path, input_shape: tuple[int, ...], runs: int = 200
     return {"min_ms": float(np.min(times)), "median_ms": float(np.median(times)), "runs": runs}
 
 
-def _options(state: ExportState) -> dict[str, Any]:
-    from mobexport.exporter.errors import UsageError
+@dataclass(frozen=True)
+class TensorRTOptions(Options):
+    """The engine build's settings (used only where TensorRT and a CUDA GPU exist)."""
 
-    o = state.options
-    ws = o.get("workspace_mb", 1024)
-    verb = o.get("profiling_verbosity") or "layer_names_only"
-    if not isinstance(ws, int) or ws < 16:
-        raise UsageError(f"--workspace-mb must be an integer >= 16, got {ws!r}")
-    if verb not in VERBOSITY:
-        raise UsageError(f"--profiling-verbosity must be one of {', '.join(VERBOSITY)}, got {verb!r}")
-    return {"workspace_mb": ws, "profiling_verbosity": verb, "timing_cache": o.get("timing_cache")}
+    workspace_mb: int = option(1024, "TensorRT engine: builder workspace pool (MiB)", minimum=16)
+    timing_cache: str | None = option(None, "TensorRT engine: timing cache file (read if present, then written)")
+    profiling_verbosity: str = option("layer_names_only", "TensorRT engine: profiling verbosity", choices=VERBOSITY)
 
 
+@register_converter
 class TensorRTConverter(Converter):
     format = "tensorrt"
     targets = (
@@ -255,6 +265,9 @@ class TensorRTConverter(Converter):
         Target("tensorrt-w8a8", "tensorrt", "w8a8", "Q/DQ int8 ONNX (explicit quantization) for TensorRT",
                depends_on=("onnx-fp32",)),
     )
+    rank = 3
+    summary = "export the ONNX a TensorRT engine is built from (--fp16 / --int8 Q/DQ); engine if TRT exists"
+    Options = TensorRTOptions
     runtime_name = "onnxruntime (the engine's ONNX)"
     default_scheme = "fp16"
     extension = ".onnx"
@@ -266,21 +279,6 @@ class TensorRTConverter(Converter):
     def runtime_available(self) -> Availability:
         """The artifact is the engine's ONNX; onnxruntime runs it (fp16 and Q/DQ). Engine: ``engine_available``."""
         return Availability.check_modules(["onnxruntime"], "tensorrt")
-
-    def add_cli_options(self, parser) -> None:
-        g = parser.add_argument_group("TensorRT engine (only where TensorRT and a CUDA GPU exist)")
-        g.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace pool (MiB)")
-        g.add_argument("--timing-cache", default=None, help="timing cache file (read if present, then written)")
-        g.add_argument("--profiling-verbosity", choices=VERBOSITY, default="layer_names_only")
-
-    def options_from_args(self, args) -> dict[str, Any]:
-        from mobexport.exporter.errors import UsageError
-
-        opts = {k: getattr(args, k) for k in ("workspace_mb", "timing_cache", "profiling_verbosity")
-                if hasattr(args, k)}
-        if opts.get("workspace_mb", 1024) < 16:
-            raise UsageError(f"--workspace-mb must be >= 16, got {opts['workspace_mb']}")
-        return opts
 
     def tool_versions(self) -> dict[str, str]:
         import onnx
@@ -298,7 +296,7 @@ class TensorRTConverter(Converter):
 
         from mobexport.exporter.errors import ConversionError
 
-        opts = _options(state)
+        opts = asdict(TensorRTOptions.of(state))
         dep = state.dependencies.get("onnx-fp32")
         if dep is None or not Path(dep.path).is_file():
             raise ConversionError("the onnx-fp32 artifact this target is built from is missing", step="convert")
@@ -314,18 +312,15 @@ class TensorRTConverter(Converter):
 
     @staticmethod
     def _int8(state: ExportState, out_path: Path) -> dict[str, Any]:
-        """Q/DQ ONNX of the bias-corrected copy (``quantization.deploy``), exported like onnx-fp32."""
-        from dataclasses import replace
-
+        """Q/DQ ONNX of the bias-corrected copy (``quantization.deploy``), built like onnx-fp32 (``build_onnx``)."""
         from mobexport.quantization.deploy import int8_source_model
 
-        from .onnx import OnnxConverter
-
-        model, prep, plan = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")),
-                                              bool(state.options.get("range_search")), symmetric=True)
+        g = GeneralOptions.of(state)
+        model, prep, plan = int8_source_model(state.model, state.calibration, g.range_search,
+                                              symmetric=True)
         src = out_path.with_name(out_path.stem + ".float.onnx")
         try:
-            OnnxConverter().convert(replace(state, model=model, reports={}, io={}), src)
+            build_onnx(state, model, src)
             quantize_qdq(src, out_path, state.calibration, state.spec, plan)
         finally:
             src.unlink(missing_ok=True)
@@ -348,8 +343,6 @@ class TensorRTConverter(Converter):
 
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         """On the host the ONNX the engine is built from runs on onnxruntime (an engine runner needs TensorRT)."""
-        from .onnx import OnnxRunner
-
         return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
@@ -361,25 +354,16 @@ class TensorRTConverter(Converter):
         return extras
 
     def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
-        import onnx
-
-        m = onnx.load(str(artifact_path))
-        existing = {p.key: p for p in m.metadata_props}
-        for k, v in metadata.items():
-            p = existing.get(k) or m.metadata_props.add()
-            p.key, p.value = k, str(v)
-        onnx.save(m, str(artifact_path))
+        embed_onnx_metadata(artifact_path, metadata)
 
     def read_metadata(self, artifact_path: Path) -> dict[str, str]:
-        import onnx
-
-        return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+        return read_onnx_metadata(artifact_path)
 
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         import onnx
 
         m = onnx.load(str(artifact_path))
-        types = node_counts(artifact_path, m)
+        types = node_counts(m)
         problems = [f"{types['BatchNormalization']} BatchNormalization node(s)"] if types["BatchNormalization"] else []
         problems += [f"graph I/O {v.name} is not float32" for v in [*m.graph.input, *m.graph.output]
                      if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT]
@@ -403,9 +387,3 @@ def _qdq_problems(m, types: Counter) -> list[str]:
                                              or np.any(numpy_helper.to_array(inits[z]) != 0))]
     return [f"{len(bad)} zero point(s) not symmetric int8, e.g. {bad[0]}"] if bad else []
 
-
-def node_counts(path: Path, model=None) -> Counter:
-    import onnx
-
-    m = model if model is not None else onnx.load(str(path))
-    return Counter(n.op_type for n in m.graph.node)

@@ -17,12 +17,25 @@ import json
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
+from . import register_converter
+from .base import (
+    Artifact,
+    Availability,
+    Converter,
+    ExportState,
+    GeneralOptions,
+    Options,
+    Runner,
+    Target,
+    option,
+    unsupported_op_from,
+)
 
 INT8_RECIPES = ("aeq", "pt2e")
 METADATA_NAME = "mobexport"
@@ -36,6 +49,24 @@ EDGETPU_OPS = frozenset({
     "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "SQUARED_DIFFERENCE", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
 })
 _INT_OK = (np.int8, np.int32)  # int32: biases and shape tensors
+
+
+@dataclass(frozen=True)
+class TFLiteOptions(Options):
+    nhwc: bool = option(False, "NHWC (channels-last) input/output")
+    int8_recipe: str = option("aeq", "full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 (default, "
+                                     "fully int8 for every family), pt2e = litert PT2E (conv nets only)",
+                              choices=INT8_RECIPES)
+
+    def check(self, target: Target) -> None:
+        if self.nhwc and target.needs_calibration and self.int8_recipe == "pt2e":
+            from mobexport.exporter.errors import UsageError
+
+            raise UsageError("--nhwc is not supported with --int8-recipe pt2e; use the default recipe (aeq)")
+
+
+def _nhwc(state: ExportState) -> bool:
+    return TFLiteOptions.of(state).nhwc
 
 
 def _quiet() -> None:
@@ -116,7 +147,7 @@ def _convert_litert(state: ExportState, quant_config=None, model=None):
 
     litert_torch.config.show_progress = False
     model, x = state.model if model is None else model, state.example_input
-    if state.options.get("nhwc"):
+    if _nhwc(state):
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         x = x.permute(0, 2, 3, 1).contiguous()
     with torch.no_grad():
@@ -130,7 +161,7 @@ def _convert_litert(state: ExportState, quant_config=None, model=None):
 
 
 def _calib_arrays(state: ExportState) -> list[np.ndarray]:
-    if state.options.get("nhwc"):
+    if _nhwc(state):
         return [np.ascontiguousarray(c.transpose(0, 2, 3, 1)) for c in state.calibration]
     return [np.ascontiguousarray(c) for c in state.calibration]
 
@@ -210,8 +241,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
 
     from mobexport.quantization.deploy import int8_source_model
 
-    model, prep, plan = int8_source_model(state.model, state.calibration, bool(state.options.get("equalize")),
-                                          bool(state.options.get("range_search")))
+    g = GeneralOptions.of(state)
+    model, prep, plan = int8_source_model(state.model, state.calibration, g.range_search)
     float_path = out_path.with_name(out_path.stem + ".float.tflite")
     _convert_litert(state, model=model).export(str(float_path))
     try:
@@ -237,10 +268,6 @@ def _quantize_pt2e(state: ExportState, out_path: Path) -> dict[str, Any]:
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    if state.options.get("nhwc"):
-        from mobexport.exporter.errors import UsageError
-
-        raise UsageError("--nhwc is not supported with --int8-recipe pt2e; use the default recipe (aeq)")
     q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     gm = prepare_pt2e(torch.export.export(state.model, (state.example_input,)).module(), q)
     with torch.no_grad():
@@ -254,8 +281,12 @@ def _quantize_pt2e(state: ExportState, out_path: Path) -> dict[str, Any]:
             "detail": "torchao prepare_pt2e/convert_pt2e calibrated in torch; float islands possible"}
 
 
+@register_converter
 class TFLiteConverter(Converter):
     format = "tflite"
+    rank = 1
+    summary = "export to LiteRT/TFLite: fp32, --fp16, or --int8 full-integer (tflite-w8a8)"
+    Options = TFLiteOptions
     targets = (
         Target("tflite-fp32", "tflite", "fp32", "LiteRT float32"),
         Target("tflite-fp16", "tflite", "fp16", "LiteRT with float16 weights"),
@@ -269,16 +300,6 @@ class TFLiteConverter(Converter):
     def is_available(self) -> Availability:
         return Availability.check_modules(["litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer"],
                                           "tflite")
-
-    def add_cli_options(self, parser) -> None:
-        parser.add_argument("--nhwc", action="store_true", help="NHWC (channels-last) input/output")
-        parser.add_argument("--int8-recipe", choices=INT8_RECIPES, default="aeq",
-                            help="full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 "
-                                 "(default, fully int8 for every family), pt2e = litert PT2E (conv nets only)")
-
-    def options_from_args(self, args) -> dict[str, Any]:
-        return {"nhwc": bool(getattr(args, "nhwc", False)), "int8_recipe": getattr(args, "int8_recipe", "aeq")}
-
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         scheme = state.target.scheme
@@ -296,12 +317,7 @@ class TFLiteConverter(Converter):
         return out_path
 
     def _convert_int8(self, state: ExportState, out_path: Path) -> dict[str, Any]:
-        recipe = state.options.get("int8_recipe", "aeq")
-        if recipe not in INT8_RECIPES:
-            from mobexport.exporter.errors import UsageError
-
-            raise UsageError(f"unknown int8 recipe '{recipe}'; choose from {', '.join(INT8_RECIPES)}")
-        if recipe == "pt2e":
+        if TFLiteOptions.of(state).int8_recipe == "pt2e":
             info = _quantize_pt2e(state, out_path)
         else:
             info = _quantize_aeq(state, out_path)
@@ -312,7 +328,7 @@ class TFLiteConverter(Converter):
         from ai_edge_litert.interpreter import Interpreter
 
         it = Interpreter(model_path=str(path))
-        layout = "NHWC" if state.options.get("nhwc") else "NCHW"
+        layout = "NHWC" if _nhwc(state) else "NCHW"
 
         def desc(d, extra):
             out = {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
@@ -374,5 +390,3 @@ class TFLiteConverter(Converter):
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         return TFLiteRunner(Path(artifact.path), num_threads=threads or 1)
 
-
-CONVERTER = TFLiteConverter()

@@ -167,7 +167,7 @@ class Tables:
                 best = (left, out)
         if best is None:
             direction = "reference → ours" if to_ours else "ours → reference"
-            raise KeyError(f"no variant's key table maps every key ({direction}; first table: {failures[:1]})")
+            raise KeyError(f"no variant's key table maps every key ({direction}; the first: {'; '.join(failures[:1])})")
         return best[1]
 
 

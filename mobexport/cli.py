@@ -12,14 +12,11 @@ import importlib
 import os
 import sys
 
-# (command, module under mobexport.commands, one-line help)
+# (command, module under mobexport.commands, one-line help); one format subcommand per registered converter
+# (``format_commands``) goes after list/info
 COMMANDS: list[tuple[str, str, str]] = [
     ("list", "zoo", "list the models of the zoo"),
     ("info", "zoo", "show a model's spec, measured vs published params/MACs"),
-    ("onnx", "export", "export a model to ONNX (onnx-fp32), simplified and validated"),
-    ("tflite", "export", "export to LiteRT/TFLite: fp32, --fp16, or --int8 full-integer (tflite-w8a8)"),
-    ("coreml", "export", "export to Core ML mlprogram: fp16, --int8 (w8a8) or --w8 (weights only)"),
-    ("tensorrt", "export", "export the ONNX a TensorRT engine is built from (--fp16 / --int8 Q/DQ); engine if TRT exists"),
     ("bench", "bench", "time artifacts on this host (min-of-N round trips), store results"),
     ("results", "results", "show stored results as a table, JSON or plots"),
     ("eval", "eval", "top-1/top-5 of artifacts and their float model on a labelled folder or CSV, stored"),
@@ -28,6 +25,13 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("predict", "analysis", "predict a model's latency from a per-block lookup table"),
     ("lut", "analysis", "build per-block latency lookup tables"),
 ]
+
+
+def format_commands() -> list[tuple[str, str, str]]:
+    """``mobexport <format>`` for every registered converter (importing them is cheap: no backend, no torch)."""
+    from mobexport.converters import formats, get_converter
+
+    return [(f, "export", get_converter(f).summary or f"export to {f}") for f in formats()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the backends' own logs, warnings and progress bars (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, help_text in COMMANDS:
+    for name, module, help_text in COMMANDS[:2] + format_commands() + COMMANDS[2:]:
         mod = importlib.import_module(f"mobexport.commands.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_parser(name, p)

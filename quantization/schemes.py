@@ -1,5 +1,6 @@
-"""Quantization schemes: what a target's ``<scheme>`` suffix means. ``--int8`` is w8a8 (full integer) for
-every format; weight-only int8 is the separately named ``w8``."""
+"""Quantization schemes: what a target's ``<scheme>`` suffix means, and the CLI flag that selects it. The one
+table of schemes: ``Target.precision`` / ``Target.needs_calibration`` and the format subcommands' precision flags
+read it. ``--int8`` is w8a8 (full integer) for every format; weight-only int8 is the separately named ``w8``."""
 
 from __future__ import annotations
 
@@ -10,25 +11,23 @@ from dataclasses import dataclass
 class Scheme:
     name: str
     precision: str  # the validator's policy key: fp32 | fp16 | int8 | w8
-    weight_bits: int
-    activation_bits: int  # 32 = float activations
     needs_calibration: bool
-    description: str
+    flag: str | None  # the format subcommand's flag (mutually exclusive); None: the default, no flag
+    help: str
 
 
 SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in (
-        Scheme("fp32", "fp32", 32, 32, False, "float32 weights and activations"),
-        Scheme("fp16", "fp16", 16, 16, False, "float16 weights (and activations where the runtime computes in fp16)"),
-        Scheme("w8a8", "int8", 8, 8, True,
-               "full integer: int8 per-channel weights, int8 activations calibrated on real images"),
-        Scheme("w8", "w8", 8, 32, False, "int8 weights only, float activations"),
+        Scheme("fp32", "fp32", False, None, "float32 weights and activations"),
+        Scheme("fp16", "fp16", False, "fp16", "float16 (weights)"),
+        Scheme("w8a8", "int8", True, "int8", "full integer w8a8: int8 weights, activations and I/O"),
+        Scheme("w8", "w8", False, "w8", "int8 weights only (float activations)"),
     )
 }
 
 # CLI flag -> scheme (the flags are mutually exclusive)
-FLAG_SCHEMES: dict[str, str] = {"fp16": "fp16", "int8": "w8a8", "w8": "w8"}
+FLAG_SCHEMES: dict[str, str] = {s.flag: s.name for s in SCHEMES.values() if s.flag}
 
 
 def get_scheme(name: str) -> Scheme:

@@ -12,7 +12,7 @@ from torch import nn
 
 from mobexport.cli import main
 from mobexport.converters import all_targets, get_converter, resolve_target, target_for
-from mobexport.converters.base import ExportState, unsupported_op_from
+from mobexport.converters.base import Converter, ExportState, unsupported_op_from
 from mobexport.converters.pipeline import STEPS, export
 from mobexport.exporter.errors import (
     CalibrationError,
@@ -126,14 +126,33 @@ def test_backend_failure_maps_to_layer():
     assert unsupported_op_from(RuntimeError("out of memory"), state, "toy-backend") is None
 
 
+class NoExportPath(nn.Module):
+    """Runs in eager mode, refuses torch.export (as a block with a Python-only path does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        if torch.compiler.is_exporting():
+            raise NotImplementedError("this block has no export path")
+        return self.conv(x).mean((2, 3))
+
+
 def test_step_error_names_step_model_target(tmp_path):
-    # a real option error raised inside the convert step of the real ONNX converter
-    with pytest.raises((ConversionError, UsageError)) as e:
-        export(MODEL, "onnx-fp32", out_dir=tmp_path, options={"simplifier": "nope"})
-    assert "nope" in str(e.value)
+    # a backend's own exception inside the convert step of the real ONNX converter
+    with pytest.raises(ConversionError) as e:
+        export(NoExportPath().eval(), "onnx-fp32", out_dir=tmp_path, input_shape=(1, 3, 32, 32), name="noexport")
+    assert (e.value.step, e.value.model, e.value.target) == ("convert", "noexport", "onnx-fp32")
+    assert str(e.value).startswith("[noexport/onnx-fp32/convert]") and "no export path" in str(e.value)
     assert _leftovers(tmp_path) == []
-    assert STEPS == ("load", "reparameterize", "fold_batchnorm", "equivalence_check", "quantize", "convert",
-                     "validate", "write_manifest")
+
+
+def test_steps_are_a_named_list():
+    assert [name for name, _ in STEPS] == ["load", "reparameterize", "fold_batchnorm", "equivalence_check",
+                                           "convert", "validate", "write_manifest"]
+    assert all(fn.__name__ == f"step_{name}" for name, fn in STEPS)
+    assert not hasattr(Converter, "quantize")  # converters quantize inside convert; no empty step
 
 
 def test_cli_json_export_and_reexport_replaces(tmp_path, capsys):

@@ -1,8 +1,9 @@
 """``mobexport onnx|tflite|coreml|tensorrt MODEL [--fp16|--int8|--w8] [--weights FILE] [--calibration DIR]
 [--out DIR] [--json]``: one pipeline for every format (``converters.pipeline.export``).
 
-Format-specific flags come from the converter itself (``Converter.add_cli_options`` /
-``options_from_args``), so adding a format touches no code here.
+The subcommands, their precision flags and their options come from the converter registry: the flags are
+generated from the typed options (``GeneralOptions`` for every format, the converter's own ``Options``), so
+adding a format touches no code here.
 """
 
 from __future__ import annotations
@@ -17,31 +18,42 @@ EPILOG = ("exit codes: 0 ok (also when no runtime exists here to validate: statu
           "\"status\": \"MISMATCH\", but the command fails; 2 usage error (unknown model/target, conflicting "
           "flags, bad calibration dir, unwritable --out); 3 backend unavailable; 4 conversion failure "
           "(nothing is left behind)")
-_FLAG_HELP = {"fp16": "float16 (weights)", "int8": "full integer w8a8: int8 weights, activations and I/O",
-              "w8": "int8 weights only (float activations)"}
 
 
-def _converter(fmt: str):
-    from mobexport.converters import get_converter
+def add_option_flags(p: argparse.ArgumentParser, options_cls, converter) -> None:
+    """One flag per field of a typed options class (``converters.base.option``): booleans are switches, choices
+    and ints are checked by argparse too. Defaults are the fields' own."""
+    import dataclasses
+    import typing
 
-    try:
-        return get_converter(fmt)
-    except Exception:  # converter module not written yet / broken: the command still parses
-        return None
+    from mobexport.converters.base import flag
+
+    hints = typing.get_type_hints(options_cls)
+    for f in dataclasses.fields(options_cls):
+        meta, hint = f.metadata, hints[f.name]
+        if not meta.get("cli", True) or (meta.get("needs") and not meta["needs"](converter)):
+            continue
+        if hint is bool:
+            p.add_argument(flag(f.name), action="store_true", help=meta["help"])
+            continue
+        kind = next(k for k in (int, float, str) if k is hint or k in typing.get_args(hint))
+        p.add_argument(flag(f.name), type=kind, default=f.default, choices=meta["choices"] or None,
+                       metavar=None if meta["choices"] else kind.__name__.upper(), help=meta["help"])
 
 
 def add_parser(name: str, p: argparse.ArgumentParser) -> None:
-    from mobexport.quantization.schemes import FLAG_SCHEMES
+    from mobexport.converters import get_converter
+    from mobexport.converters.base import GeneralOptions
+    from mobexport.quantization.schemes import SCHEMES
 
+    conv = get_converter(name)
     p.epilog = EPILOG
     p.add_argument("model", help="a zoo model name (canonical or timm alias; see `mobexport list`), or YOUR model: "
                                  "path/to/file.py:factory or package.module:factory, a callable that returns the "
                                  "nn.Module (this imports and runs your code, by design)")
-    conv = _converter(name)
-    schemes = {t.scheme for t in conv.targets} if conv else set()
-    for flag, scheme in FLAG_SCHEMES.items():
-        if scheme in schemes:
-            p.add_argument(f"--{flag}", action="store_true", help=_FLAG_HELP[flag])
+    for t in conv.targets:
+        if SCHEMES[t.scheme].flag:
+            p.add_argument(f"--{SCHEMES[t.scheme].flag}", action="store_true", help=SCHEMES[t.scheme].help)
     p.add_argument("--weights", help="local checkpoint (.pt/.pth/.safetensors; a bare or wrapped state_dict as "
                                      "training code writes it: Lightning, DDP, EMA); default: deterministic random "
                                      "weights (seed --seed) — latency is real, accuracy is not")
@@ -54,41 +66,24 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", metavar="R,G,B", help="user models: input normalisation mean (default ImageNet)")
     p.add_argument("--std", metavar="R,G,B", help="user models: input normalisation std (default ImageNet)")
     p.add_argument("--out", default="exports", help="output root; the artifact goes to OUT/<model>/<target>/")
-    if "w8a8" in schemes:
+    if any(t.needs_calibration for t in conv.targets):
         p.add_argument("--calibration", metavar="DIR",
                        help="folder of real photos for --int8 calibration (default: `make assets` photos)")
-        p.add_argument("--report", action="store_true", help="with --int8: per-layer sensitivity (SQNR) report")
-        if conv.range_search:
-            p.add_argument("--range-search", action="store_true",
-                           help="experimental, with --int8: activation ranges searched for their effect on the "
-                                "class scores (KL) instead of per tensor; measure before using it "
-                                "(scripts/int8_agreement.py): +1.3-1.8 dB on MobileNetV2, -0.4 to -0.1 dB on "
-                                "EfficientNet-Lite0")
-    p.add_argument("--random-bn-seed", type=int, default=None, metavar="N",
-                   help="with random weights: the seed of the weights and randomized BatchNorm statistics "
-                        "(default: --seed)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and the example input")
+    add_option_flags(p, GeneralOptions, conv)
     p.add_argument("--json", action="store_true", help="print one JSON object (artifact, manifest, target, "
                                                       "status, fidelity)")
-    if conv is not None:
-        conv.add_cli_options(p)
+    add_option_flags(p.add_argument_group(f"{name} options"), conv.Options, conv)
 
 
 def run(args) -> int:
     from mobexport.converters import get_converter, target_for
+    from mobexport.converters.base import GeneralOptions
     from mobexport.converters.pipeline import export
     from mobexport.quantization.schemes import FLAG_SCHEMES
 
     conv = get_converter(args.command)
     target = target_for(args.command, {f: bool(getattr(args, f, False)) for f in FLAG_SCHEMES})
-    for flag in ("report", "range_search"):
-        if getattr(args, flag, False) and target.scheme != "w8a8":
-            from mobexport.exporter.errors import UsageError
-
-            raise UsageError(f"--{flag.replace('_', '-')} applies to --int8 only")
-    options = {"seed": args.seed, "random_bn_seed": args.random_bn_seed,
-               "report": bool(getattr(args, "report", False)),
-               "range_search": bool(getattr(args, "range_search", False)), **conv.options_from_args(args)}
+    options = {k: getattr(args, k) for k in GeneralOptions.names() | conv.Options.names() if hasattr(args, k)}
     progress = None if args.json or not sys.stderr.isatty() else notice
     result = export(args.model, target.id, weights=args.weights, out_dir=args.out,
                     calibration_dir=getattr(args, "calibration", None), options=options, progress=progress,
