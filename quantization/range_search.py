@@ -252,12 +252,32 @@ def _greedy(sim: _Sim, ranges: dict, chosen: list[str], xs: list[torch.Tensor], 
     return searched, before, after
 
 
+def _trace(model: nn.Module):
+    """fx GraphModule of ``model``; a submodule fx cannot trace on its own (shape-dependent code such as
+    TF-SAME padding) stays one opaque leaf: a single node of the graph."""
+    import torch.fx as fx
+
+    opaque: set[int] = set()
+
+    class Tracer(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return id(m) in opaque or super().is_leaf_module(m, qualname)
+
+    for m in reversed(list(model.modules())):  # children before parents: only the innermost culprit is opaque
+        if m is model or type(m).__module__.startswith("torch.nn"):
+            continue
+        try:
+            Tracer().trace(m)
+        except Exception:  # fx raises TraceError, TypeError, ... for untraceable code
+            opaque.add(id(m))
+
+    return fx.GraphModule(model, Tracer().trace(model))
+
+
 @torch.no_grad()
 def search_ranges(model: nn.Module, reference: nn.Module, images: list[np.ndarray], symmetric: bool = False,
                   max_points: int = MAX_POINTS) -> RangePlan:
     """Loss-aware ranges for ``model`` (the int8 source model) against ``reference`` (the float model)."""
-    from .equalization import _trace
-
     t0 = time.perf_counter()
     method = "mse-symmetric" if symmetric else "mse"
     plan = RangePlan(report={"method": f"loss-aware range search from {method} ranges (KL of the softmax)",

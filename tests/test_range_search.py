@@ -41,7 +41,7 @@ def tiny():
 
 
 def test_points_are_what_backends_quantize(tiny):
-    from mobexport.quantization.equalization import _trace
+    from mobexport.quantization.range_search import _trace
 
     points = _points(_trace(tiny[0]))
     # conv outputs after their fused ReLU6 (not before), the add, the means; flatten shares its input's range
@@ -50,8 +50,7 @@ def test_points_are_what_backends_quantize(tiny):
 
 
 def test_search_result_is_what_the_simulation_scores(tiny):
-    from mobexport.quantization.equalization import _trace
-    from mobexport.quantization.range_search import _int8_weights
+    from mobexport.quantization.range_search import _int8_weights, _trace
 
     model, images = tiny
     plan = search_ranges(model, model, images, max_points=4)
@@ -81,7 +80,7 @@ def _start_ranges(sim, images):
 def test_resumed_run_equals_a_fresh_one_with_in_place_activations():
     """The search resumes runs from a stored environment; an in-place Hardswish (MobileNetV3) must not be
     applied twice to its stored input, nor rewrite the stored tensors, and the caller's model keeps its flags."""
-    from mobexport.quantization.equalization import _trace
+    from mobexport.quantization.range_search import _trace
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Hardswish(inplace=True), nn.Conv2d(8, 4, 1),
