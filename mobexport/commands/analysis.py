@@ -25,7 +25,8 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
         sub = p.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
         b = sub.add_parser("build", help="time every distinct block of the given models on a runtime")
         b.add_argument("models", nargs="+", metavar="NAME")
-        b.add_argument("--runtime", choices=("onnxruntime", "litert"), default="onnxruntime")
+        b.add_argument("--runtime", choices=("onnxruntime",), default="onnxruntime",
+                       help="the runtime timed on this host (device tables come from the apps)")
         b.add_argument("--out", required=True, metavar="FILE", help="lookup table JSON to write (merged if exists)")
         b.add_argument("--runs", type=int, default=200)
         b.add_argument("--warmup", type=int, default=10)

@@ -1,0 +1,20 @@
+"""Dead code removed stays removed (issue #15): options that were offered and always refused, or never used."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from mobexport.cli import build_parser, main
+
+
+def test_lut_build_offers_only_the_runtime_it_times(tmp_path, capsys):
+    """`--runtime litert` was offered and always refused after parsing; now argparse refuses it up front."""
+    assert main(["lut", "build", "mobileone_s0", "--runtime", "litert", "--out", str(tmp_path / "lut.json")]) == 2
+    assert "invalid choice: 'litert'" in capsys.readouterr().err
+    args = build_parser().parse_args(["lut", "build", "mobileone_s0", "--out", str(tmp_path / "lut.json")])
+    assert args.runtime == "onnxruntime"
+    assert not (tmp_path / "lut.json").exists()
+
+
+def test_equalization_is_gone():
+    assert importlib.util.find_spec("mobexport.quantization.equalization") is None
