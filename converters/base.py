@@ -205,10 +205,6 @@ class Options:
         """Rules between fields or with the target (e.g. a minimum OS for a scheme)."""
 
 
-def _offers_int8(converter: Converter) -> bool:
-    return any(t.needs_calibration for t in converter.targets)
-
-
 @dataclass(frozen=True)
 class GeneralOptions(Options):
     """Policies of every export, whatever the converter."""
@@ -218,7 +214,8 @@ class GeneralOptions(Options):
                                               "BatchNorm statistics (default: --seed)")
     require_validation: bool = option(False, "exit 3 before any work where this host has no runtime to "
                                              "validate the artifact (instead of writing it UNVALIDATED_NO_RUNTIME)")
-    report: bool = option(False, "with --int8: per-layer sensitivity (SQNR) report", needs=_offers_int8)
+    report: bool = option(False, "with --int8: per-layer sensitivity (SQNR) report",
+                          needs=lambda c: any(t.needs_calibration for t in c.targets))
     range_search: bool = option(
         False, "experimental, with --int8: activation ranges searched for their effect on the class scores (KL) "
                "instead of per tensor; measure before using it (scripts/int8_agreement.py)",
@@ -229,11 +226,6 @@ class GeneralOptions(Options):
         for name in ("report", "range_search"):
             if getattr(self, name) and not target.needs_calibration:
                 raise UsageError(f"{flag(name)} applies to --int8 only")
-
-
-@dataclass(frozen=True)
-class NoOptions(Options):
-    pass
 
 
 def parse_options(converter: Converter, target: Target, values: dict[str, Any] | None):
@@ -271,7 +263,7 @@ class Converter(ABC):
     summary: str = ""  # one line: the help of `mobexport <format>`
     rank: int = 100  # place in listings (CLI, matrix, tables): by rank, then by name
     targets: tuple[Target, ...] = ()
-    Options: type[Options] = NoOptions  # this format's typed options; flags of `mobexport <format>` follow them
+    Options: type[Options] = Options  # this format's typed options (none here); `mobexport <format>` flags follow
     runtime_name: str = ""
     default_scheme: str = "fp32"  # the scheme a format subcommand uses when no --fp16/--int8/--w8 is given
     extension: str = ""  # artifact file suffix, e.g. ".onnx", ".tflite", ".mlpackage"

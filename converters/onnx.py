@@ -19,18 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import register_converter
-from .base import (
-    Artifact,
-    Availability,
-    Converter,
-    ExportState,
-    Options,
-    Runner,
-    Target,
-    option,
-    unsupported_op_from,
-)
+from . import base, register_converter
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
 
 OPSET = 18
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
@@ -128,34 +118,42 @@ def _export(state: ExportState, model, out_path: Path, dynamic_batch: bool) -> N
         raise
 
 
-def embed_onnx_metadata(artifact_path: Path, metadata: dict[str, str]) -> None:
-    import onnx
+class OnnxFile:
+    """Shared by the converters whose artifact is an ONNX file (onnx, tensorrt): metadata in ``metadata_props``,
+    run by onnxruntime."""
 
-    model = onnx.load(str(artifact_path))
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update({k: str(v) for k, v in metadata.items()})
-    del model.metadata_props[:]
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=v)
-    model.producer_name = "mobexport"
-    onnx.save(model, str(artifact_path))
+    extension = ".onnx"
 
+    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
+        import onnx
 
-def read_onnx_metadata(artifact_path: Path) -> dict[str, str]:
-    import onnx
+        model = onnx.load(str(artifact_path))
+        props = {p.key: p.value for p in model.metadata_props}
+        props.update({k: str(v) for k, v in metadata.items()})
+        del model.metadata_props[:]
+        for k, v in props.items():
+            model.metadata_props.add(key=k, value=v)
+        model.producer_name = "mobexport"
+        onnx.save(model, str(artifact_path))
 
-    return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
+
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
 
 
 @dataclass(frozen=True)
-class OnnxOptions(Options):
-    dynamic_batch: bool = option(False, f"dynamic batch axis (1..{MAX_DYNAMIC_BATCH}); fixed shape by default")
-    simplifier: str = option(DEFAULT_SIMPLIFIER, f"graph simplifier (default {DEFAULT_SIMPLIFIER})",
-                             choices=SIMPLIFIERS)
+class OnnxOptions(base.Options):
+    dynamic_batch: bool = base.option(False, f"dynamic batch axis (1..{MAX_DYNAMIC_BATCH}); fixed shape by default")
+    simplifier: str = base.option(DEFAULT_SIMPLIFIER, f"graph simplifier (default {DEFAULT_SIMPLIFIER})",
+                                  choices=SIMPLIFIERS)
 
 
 @register_converter
-class OnnxConverter(Converter):
+class OnnxConverter(OnnxFile, Converter):
     format = "onnx"
     rank = 0
     summary = "export a model to ONNX (onnx-fp32), simplified and validated"
@@ -163,7 +161,6 @@ class OnnxConverter(Converter):
     Options = OnnxOptions
     runtime_name = "onnxruntime"
     packages = ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim")
-    extension = ".onnx"
 
     def is_available(self) -> Availability:
         return Availability.check_modules(["onnx", "onnxscript", "onnxruntime"], "onnx")
@@ -197,18 +194,8 @@ class OnnxConverter(Converter):
             problems.append("initializers stored as external data (artifact is not self-contained)")
         return problems
 
-    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
-        embed_onnx_metadata(artifact_path, metadata)
-
-    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
-        return read_onnx_metadata(artifact_path)
-
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         return {"onnx": state.reports.get("onnx", {})}
 
     def runtime_available(self) -> Availability:
         return Availability.check_modules(["onnxruntime"], "onnx")
-
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
-

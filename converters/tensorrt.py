@@ -30,18 +30,8 @@ from typing import Any
 import numpy as np
 
 from . import register_converter
-from .base import (
-    Artifact,
-    Availability,
-    Converter,
-    ExportState,
-    GeneralOptions,
-    Options,
-    Runner,
-    Target,
-    option,
-)
-from .onnx import OnnxRunner, build_onnx, embed_onnx_metadata, node_counts, read_onnx_metadata
+from .base import Availability, Converter, ExportState, GeneralOptions, Options, Target, option
+from .onnx import OnnxFile, build_onnx, node_counts
 
 FP16_MAX = 65504.0
 VERBOSITY = ("layer_names_only", "detailed", "none")
@@ -257,7 +247,7 @@ class TensorRTOptions(Options):
 
 
 @register_converter
-class TensorRTConverter(Converter):
+class TensorRTConverter(OnnxFile, Converter):
     format = "tensorrt"
     targets = (
         Target("tensorrt-fp16", "tensorrt", "fp16", "fp16 ONNX for a strongly typed TensorRT engine",
@@ -270,7 +260,6 @@ class TensorRTConverter(Converter):
     Options = TensorRTOptions
     runtime_name = "onnxruntime (the engine's ONNX)"
     default_scheme = "fp16"
-    extension = ".onnx"
     range_search = True
 
     def is_available(self) -> Availability:
@@ -315,9 +304,8 @@ class TensorRTConverter(Converter):
         """Q/DQ ONNX of the bias-corrected copy (``quantization.deploy``), built like onnx-fp32 (``build_onnx``)."""
         from mobexport.quantization.deploy import int8_source_model
 
-        g = GeneralOptions.of(state)
-        model, prep, plan = int8_source_model(state.model, state.calibration, g.range_search,
-                                              symmetric=True)
+        model, prep, plan = int8_source_model(state.model, state.calibration,
+                                              range_search=GeneralOptions.of(state).range_search, symmetric=True)
         src = out_path.with_name(out_path.stem + ".float.onnx")
         try:
             build_onnx(state, model, src)
@@ -341,10 +329,6 @@ class TensorRTConverter(Converter):
         info["latency"] = time_engine(engine_path, tuple(state.example_input.shape))
         return {"status": "BUILT_UNVALIDATED", **info, "options": opts}
 
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        """On the host the ONNX the engine is built from runs on onnxruntime (an engine runner needs TensorRT)."""
-        return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
-
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         extras = {"tensorrt_engine": state.reports.get("tensorrt_engine", {}),
                   "onnx_for_engine": {"precision": state.target.scheme, "nodes": dict(node_counts(artifact_path)),
@@ -352,12 +336,6 @@ class TensorRTConverter(Converter):
         if "quantization" in state.reports:
             extras["quantization"] = state.reports["quantization"]
         return extras
-
-    def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:
-        embed_onnx_metadata(artifact_path, metadata)
-
-    def read_metadata(self, artifact_path: Path) -> dict[str, str]:
-        return read_onnx_metadata(artifact_path)
 
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         import onnx

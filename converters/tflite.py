@@ -23,19 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from . import register_converter
-from .base import (
-    Artifact,
-    Availability,
-    Converter,
-    ExportState,
-    GeneralOptions,
-    Options,
-    Runner,
-    Target,
-    option,
-    unsupported_op_from,
-)
+from . import base, register_converter
+from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
 
 INT8_RECIPES = ("aeq", "pt2e")
 METADATA_NAME = "mobexport"
@@ -52,11 +41,11 @@ _INT_OK = (np.int8, np.int32)  # int32: biases and shape tensors
 
 
 @dataclass(frozen=True)
-class TFLiteOptions(Options):
-    nhwc: bool = option(False, "NHWC (channels-last) input/output")
-    int8_recipe: str = option("aeq", "full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 (default, "
-                                     "fully int8 for every family), pt2e = litert PT2E (conv nets only)",
-                              choices=INT8_RECIPES)
+class TFLiteOptions(base.Options):
+    nhwc: bool = base.option(False, "NHWC (channels-last) input/output")
+    int8_recipe: str = base.option("aeq", "full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 "
+                                          "(default, fully int8 for every family), pt2e = litert PT2E (conv nets only)",
+                                   choices=INT8_RECIPES)
 
     def check(self, target: Target) -> None:
         if self.nhwc and target.needs_calibration and self.int8_recipe == "pt2e":
@@ -241,8 +230,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
 
     from mobexport.quantization.deploy import int8_source_model
 
-    g = GeneralOptions.of(state)
-    model, prep, plan = int8_source_model(state.model, state.calibration, g.range_search)
+    model, prep, plan = int8_source_model(state.model, state.calibration,
+                                          range_search=base.GeneralOptions.of(state).range_search)
     float_path = out_path.with_name(out_path.stem + ".float.tflite")
     _convert_litert(state, model=model).export(str(float_path))
     try:

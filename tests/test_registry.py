@@ -210,7 +210,7 @@ def test_every_format_takes_the_general_policies(fmt):
 
     args = build_parser().parse_args([fmt, MODEL, "--require-validation", "--seed", "3"])
     assert (args.require_validation, args.seed) == (True, 3)
-    assert set(GeneralOptions.names()) - {"tolerances", "equalize", "report", "range_search"} <= set(vars(args))
+    assert set(GeneralOptions.names()) - {"tolerances", "report", "range_search"} <= set(vars(args))
 
 
 def test_require_validation_refuses_before_any_work(factory, tmp_path, capsys):
