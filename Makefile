@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ASSETS ?= $(CURDIR)/.cache/assets
 # torch must be pinned: any other version pulls GBs of CUDA wheels here. numpy 2.3.5: coremltools 9.0's
-# TorchScript frontend breaks on numpy 2.4 (see shared/specs/export-stack.md).
+# TorchScript frontend breaks on numpy 2.4.
 PINS := torch==2.13.0 numpy==2.3.5
 PYTEST_ARGS ?= -m "not slow"
 

@@ -3,8 +3,7 @@
 Protocol per artifact: load (timed → ``load_ms``); preallocate the input from the manifest's shape/dtype
 (batch replaced by ``--batch``; converted once with ``Runner.native_input``); one run plus ``warmup`` runs;
 then ``runs`` timed round trips ``set_input → invoke → get_output`` with ``time.perf_counter_ns`` and the
-garbage collector off. The headline is the minimum — the stable statistic on a shared machine
-(shared/specs/export-stack.md §7) — with p50/p90/mean/std/max, peak RSS and every raw sample kept.
+garbage collector off. The headline is the minimum — the stable statistic on a shared machine — with p50/p90/mean/std/max, peak RSS and every raw sample kept.
 
 An artifact whose runtime is missing here (Core ML off macOS, TensorRT without its libraries) is reported
 as SKIPPED with the converter's reason — never timed, never given a number.

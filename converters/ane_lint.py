@@ -8,7 +8,7 @@ the op (MIL op name) and, where the converter recorded it, the PyTorch layer it 
 Rules and their sources (heuristics; the ANE is undocumented and changes between chip generations):
 
 - ``flexible-shape``: a symbolic (range/enumerated) input dimension. Apple's coremltools guide "Flexible Input
-  Shapes" notes that range-flexible models run on CPU/GPU only; design.md §3 fixes shapes by default.
+  Shapes" notes that range-flexible models run on CPU/GPU only; mobexport exports fixed shapes by default.
 - ``rank>4``: the ANE works on rank ≤ 4 (N, C, H, W) buffers; Apple's "Deploying Transformers on the Apple
   Neural Engine" (ml-ane-transformers, 2022) rewrites models to 4-D channels-first tensors for this reason.
 - ``unsupported-op``: op types with no ANE path. Sources: hollance/neural-engine ``docs/unsupported-layers.md``

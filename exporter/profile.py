@@ -3,7 +3,7 @@
 It runs the model once under a TorchDispatchMode and records every aten op that matters for cost:
 convolutions, matrix products (linear, matmul, bmm, attention) and elementwise/other ops, attributed to the
 innermost nn.Module that issued it. MACs follow the convention of torch's FlopCounterMode ÷ 2 (conv, linear,
-matmul/bmm and SDPA counted; BN, activations, pooling, elementwise not), so totals match the spec sheet.
+matmul/bmm and SDPA counted; BN, activations, pooling, elementwise not), so totals match the reference MACs (results/zoo.md).
 Used by ``mobexport info`` (MACs) and by the roofline analysis (bytes moved per layer).
 """
 

@@ -4,16 +4,16 @@ Images are real photos preprocessed exactly as the model's spec says (resize sho
 scale to [0,1], normalise, channel order). Sources, in order:
 
 * ``--calibration DIR``: every image in DIR is a calibration image. Held-out images then come from the
-  assets (``make assets``) when present, otherwise the last quarter of DIR is held out.
+  assets (``make assets``) when present, otherwise every fourth image of DIR is held out.
 * default: the photos from ``make assets`` (``exporter.assets.split_images(ASSET_CALIBRATION_PHOTOS)``:
-  16 calibration photos, *every* other photo held out — 41 of the 57), calibration and held-out disjoint.
+  that many calibration photos, *every* other photo held out; the manifest's ``images`` entry lists them),
+  calibration and held-out disjoint.
 
 Fewer calibration photos than ``max_calibration`` (32) are topped up with their horizontal mirror images
-(deterministic; a mirror is a plausible photo, so activation statistics stay natural). Why 16 + mirrors and
-not 32 photos: the held-out set is what top-1 agreement is estimated on, and with 25 photos one near-tie flip
-moves it by 4 points (EfficientNet-Lite0 has three held-out photos whose float top-2 logits differ by < 0.2,
-and those were the only flips). Measured before/after on MobileNetV2 and EfficientNet-Lite0 (tflite-w8a8,
-tensorrt-w8a8): tests/test_int8_real.py.
+(deterministic; a mirror is a plausible photo, so activation statistics stay natural). Why few photos + mirrors
+rather than more photos: the held-out set is what top-1 agreement is estimated on, and the fewer held-out
+photos, the more one float near-tie flip moves it. The agreement with this split: results/matrix.md
+(tflite-w8a8 and tensorrt-w8a8 rows; checked by tests/test_int8_real.py).
 
 A missing, empty or unreadable directory, or fewer than ``MIN_CALIBRATION_IMAGES`` calibration images,
 raises ``CalibrationError`` (exit 2) naming the directory or file.

@@ -25,14 +25,12 @@ Search (on a simulation in PyTorch, then handed to the backend):
 4. The backend matches its own tensors to changed points by their *values* on the first calibration image
    (sorted, so layout — NCHW / NHWC / transposes — does not matter) and replaces only those ranges.
 
-Measured with ``scripts/int8_agreement.py`` (the 41 held-out photos x 5 crops x mirror = 410 images; SQNR and
-top-1 agreement with float, plain -> searched): MobileNetV2 tflite-w8a8 18.4 -> 19.7 dB, 0.902 -> 0.912;
-tensorrt-w8a8 14.7 -> 16.5 dB, 0.827 -> 0.839; EfficientNet-Lite0 tflite-w8a8 23.1 -> 22.7 dB, 0.946 -> 0.959;
-tensorrt-w8a8 22.0 -> 21.9 dB, 0.944 -> 0.932. It helps where a few tensors dominate the error (MobileNetV2's
+Measured with ``scripts/int8_agreement.py --range-search`` (every held-out photo x 5 crops x mirror; SQNR and
+top-1 agreement with float, plain vs searched; its table is in the README's int8 section). It helps where a few tensors dominate the error (MobileNetV2's
 stem) and does nothing measurable where the error is spread out (EfficientNet-Lite0; before the ``MIN_GAIN``
-floor it took sub-1% gains on the 8 photos there and cost 1.9 dB). Top-1 agreement moves by up to 3 points
+floor it took sub-1% gains on the search photos there and cost SQNR). Top-1 agreement moves by a few points
 between range choices of equal SQNR, so no agreement figure here is an effect of the search. Hence opt-in and
-labelled experimental. Costs about 20 s on MobileNetV2 (one partial pass per point plus
+labelled experimental. Its cost grows with the points searched (one partial pass per point plus
 ``MAX_POINTS x len(FACTORS)``; each pass re-runs only the graph from the point on). A model torch.fx cannot trace keeps its ranges; the report says so.
 """
 

@@ -1,6 +1,6 @@
 """Real ImageNet weights on real photos (needs `make assets`): our MobileNetV2 with the official torchvision
-checkpoint and our EfficientNet-Lite0 with the TF-ported checkpoint reproduce the reference top-1 of
-shared/specs/test-material.md §4, before and after re-parameterization; Lite1/Lite2 classify correctly."""
+checkpoint and our EfficientNet-Lite0 with the TF-ported checkpoint reproduce the reference top-1
+(``MV2_TOP1`` / ``LITE0_TOP1``), before and after re-parameterization; Lite1/Lite2 classify correctly."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mobexport.exporter.testing import rel_max_error
 
 pytestmark = pytest.mark.assets
 
-# test-material.md §4, columns MV2 and Lite0 (reference top-1; not always a correct label, e.g. apple → 607).
+# The reference implementations' top-1 per photo (not always a correct label, e.g. apple → 607).
 MV2_TOP1 = {
     "opencv_squirrel_cls.jpg": 335, "opencv_baboon.jpg": 372, "opencv_orange.jpg": 950, "opencv_fruits.jpg": 951,
     "opencv_apple.jpg": 607, "opencv_messi5.jpg": 805, "opencv_chicky_512.png": 154, "skimage_coffee.png": 967,

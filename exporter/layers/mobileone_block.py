@@ -9,7 +9,7 @@ Train form (``RepBranchBlock``), for one conv position k×k / stride s / groups 
     out = act(se(y))                     SE (MobileOne-S4) acts before the activation
 
 Deploy form: ``reparam_conv`` — one k×k conv with bias — followed by the same SE and activation. No adds.
-The merge follows spec §0.3: BN-fold every branch, zero-pad the 1×1 kernel to k×k, turn the skip BN into a
+The merge: BN-fold every branch, zero-pad the 1×1 kernel to k×k, turn the skip BN into a
 groups-aware identity kernel, sum kernels and biases.
 
 Our module names (both families): ``conv_kxk.{j}.conv/.bn``, ``conv_scale.conv/.bn``, ``identity`` (BN),

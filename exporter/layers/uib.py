@@ -2,7 +2,7 @@
 
 Written from the MobileNetV4 paper (Qin et al., arXiv 2404.10518) and the block definitions in
 tensorflow/models ``official/vision/modeling/layers/nn_blocks.py`` (Apache-2.0) and timm
-``_efficientnet_blocks.py`` / ``attention2d.py`` (Apache-2.0); see the spec sheet §4.1.
+``_efficientnet_blocks.py`` / ``attention2d.py`` (Apache-2.0).
 
 Deploy forms (``reparameterize()``):
 * UIB: every conv+BN is folded and the layer scale γ is multiplied into the projection conv (exact).

@@ -3,7 +3,7 @@
 Paper: Qin et al., "MobileNetV4 — Universal Models for the Mobile Ecosystem", ECCV 2024, arXiv 2404.10518.
 Reference code: tensorflow/models ``official/vision/modeling/backbones/mobilenet.py`` (Apache-2.0; canonical
 architecture) and huggingface/pytorch-image-models ``timm/models/mobilenetv3.py`` (Apache-2.0; the only public
-weights, hence the checkpoint key layout registered here as ``timm``). Spec sheet §4.
+weights, hence the checkpoint key layout registered here as ``timm``).
 
 Variants are data: per model a stem width, an activation, whether blocks carry layer scale, and per stage a
 tuple of block configs (the stage grouping follows timm so that ``blocks.{stage}.{index}`` keys line up).
@@ -188,7 +188,7 @@ register_layout(FAMILY, KeyLayout("timm", Grouped(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Registration: the numbers are data (spec sheet §1 and §4.7).
+# Registration: the numbers are data (the paper's tables).
 
 _TIMM = "TIMM huggingface/pytorch-image-models@aa4b585 timm/models/mobilenetv3.py (_gen_mobilenet_v4)"
 _TF = "TF-MNV4 tensorflow/models@001ec92 official/vision/modeling/backbones/mobilenet.py"

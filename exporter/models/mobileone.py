@@ -3,7 +3,7 @@
 Paper: Vasu, Gabriel, Zhu, Tuzel, Ranjan, "MobileOne: An Improved One millisecond Mobile Backbone",
 CVPR 2023, arXiv 2206.04040 (μ variants: supplementary Tables 13 and 17).
 Reference implementation: apple/ml-mobileone (``mobileone.py``; Apple sample-code licence, see its LICENSE);
-timm ``byobnet.py`` (Apache-2.0) re-implements S0–S4 with the same numbers. Written from spec §2, no code copied.
+timm ``byobnet.py`` (Apache-2.0) re-implements S0–S4 with the same numbers. Written from the paper, no code copied.
 
 Train form: a stem block, then four stages of (depthwise 3×3 block, pointwise 1×1 block) pairs, each block a
 ``RepBranchBlock`` with k conv branches (+ 1×1 scale branch on 3×3 blocks, + BN skip where shapes allow);
@@ -51,10 +51,11 @@ class MobileOneCfg:
     notes: str = ""
 
 
-MU_NOTE = ("No reference code exists (spec §2.9): built from the paper's Table 17 with channels int(base×α) "
+MU_NOTE = ("No reference code exists: built from the paper's Table 17 with channels int(base×α) "
            "and the paper's stages 4+5 merged into code stage 3 (stem k from the table; it only changes the train "
            "form). MACs match the paper's FLOPs to 1%, which supports this rounding. "
-           "Preprocessing not stated by the paper: S0's (crop_pct 0.875).")
+           "Preprocessing not stated by the paper: S0's (crop_pct 0.875). Measured params and MACs: "
+           "results/zoo.md (scripts/zoo_table.py).")
 
 VARIANTS: dict[str, MobileOneCfg] = {
     "mobileone_s0": MobileOneCfg((0.75, 1.0, 1.0, 2.0), k=4, crop_pct=0.875,
@@ -74,14 +75,13 @@ VARIANTS: dict[str, MobileOneCfg] = {
                                  reference=Numbers(14_838_352, 2_979_300_000)),
     "mobileone_mu0": MobileOneCfg((0.75, 0.5, 0.5, 0.75), k=3, depths=(2, 4, 6, 1), stem_k=3, crop_pct=0.875,
                                   published=Numbers(570_000, 68_000_000, 58.5),
-                                  notes=MU_NOTE + " Measured: 558,760 params (-2.0%), 68.9M MACs."),
+                                  notes=MU_NOTE),
     "mobileone_mu1": MobileOneCfg((0.75, 0.75, 0.75, 1.0), k=2, depths=(2, 6, 8, 1), stem_k=2, crop_pct=0.875,
                                   published=Numbers(980_000, 139_000_000, 66.2),
-                                  notes=MU_NOTE + " Measured: 969,704 params (-1.1%), 139.0M MACs."),
+                                  notes=MU_NOTE),
     "mobileone_mu2": MobileOneCfg((0.75, 1.0, 1.0, 1.0), k=2, depths=(2, 6, 8, 1), stem_k=2, crop_pct=0.875,
                                   published=Numbers(1_300_000, 214_000_000, 69.0),
-                                  notes=MU_NOTE + " Measured: 1,262,632 params (-2.9%; 1.3M is rounded), "
-                                                  "214.1M MACs."),
+                                  notes=MU_NOTE),
 }
 
 

@@ -3,8 +3,7 @@
 Paper: Wadekar & Chaurasia, "MobileViTv3: Mobile-Friendly Vision Transformer with Simple and Effective Fusion
 of Local, Global and Input Features", arXiv 2209.15159 (2022).
 Reference: micronDLA/MobileViTv3 (overlays on apple/ml-cvnets), MIT-style licence of micronDLA plus Apple's
-sample-code licence for the cvnets base; this file is an independent implementation from the spec sheet
-(/work/shared/specs/architectures.md §6).
+sample-code licence for the cvnets base; this file is an independent implementation from the paper.
 
 Two checkpoint layouts: ours, and cvnets ("cvnets", both styles), which differs only in ConvLayer naming:
 cvnets ``<m>.block.conv.*`` / ``<m>.block.norm.*`` ↔ ours ``<m>.conv.*`` / ``<m>.bn.*``.

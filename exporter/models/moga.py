@@ -3,7 +3,6 @@
 Paper: Chu, Zhang, Xu, "MoGA: Searching Beyond MobileNetV3", ICASSP 2020, arXiv 1908.01314.
 Reference code: xiaomi-automl/MoGA ``models/MoGA_{A,B,C}.py`` (MIT licence); its ``verify.py`` loads the released
 checkpoints (weights under ``model_state``) strictly, which fixes the key layout registered here as ``official``.
-Spec sheet §5.
 
 MNv3-style network: h-swish stem, a separable DW+PW block (no residual), 14 inverted-residual blocks with
 per-block kernel / expansion / SE / activation, a 1×1 to 960 before pooling, and a 960→1280 1×1 (no bias, no BN)
@@ -104,7 +103,7 @@ class MoGA(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Variants (spec sheet §5.2; the code is canonical where the paper's figure differs — MoGA-A SE on block 5).
+# Variants (the paper's; the code is canonical where the paper's figure differs — MoGA-A SE on block 5).
 
 MOGA_A = (
     MB(6, 24, 5, 2, "re"), MB(6, 24, 7, 1, "re"), MB(6, 40, 3, 2, "re"), MB(6, 40, 3, 1, "re", True),

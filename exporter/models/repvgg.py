@@ -2,7 +2,7 @@
 
 Paper: Ding, Zhang, Ma, Han, Ding, Sun, "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021,
 arXiv 2101.03697. Reference implementation: DingXiaoH/RepVGG (``repvgg.py``, MIT licence); timm ``byobnet.py``
-(Apache-2.0) re-implements it. Written from spec §3, no code copied.
+(Apache-2.0) re-implements it. Written from the paper, no code copied.
 
 Train form: five stages of 3×3 ``RepBranchBlock``s (3×3 branch + 1×1 branch + BN identity where shapes allow),
 each stage opening with a stride-2 block; in the gN variants layers 2, 4, …, 26 (counted after the stem) are
