@@ -81,13 +81,8 @@ def segment_renames(pairs: Sequence[Pair], first: Regex = Regex((), ())) -> Rege
 def _longest_first(pairs: tuple[Pair, ...], to_ours: bool) -> list[tuple[re.Pattern, str]]:
     """(source prefix as a regex, destination as a str.format pattern), longest source first; a template's
     ``{name}`` matches one key segment ("blocks.{i}.conv1.")."""
-    out = []
-    for pair in sorted(pairs, key=lambda p: -len(p[int(to_ours)])):
-        src, dst = (pair[1], pair[0]) if to_ours else pair
-        parts = re.split(r"\{(\w+)\}", src)
-        out.append((re.compile("".join(re.escape(p) if j % 2 == 0 else f"(?P<{p}>[^.]+)"
-                                       for j, p in enumerate(parts))), dst))
-    return out
+    ordered = [(t, o) if to_ours else (o, t) for o, t in sorted(pairs, key=lambda p: -len(p[int(to_ours)]))]
+    return [(re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^.]+)", re.escape(src))), dst) for src, dst in ordered]
 
 
 @dataclass(frozen=True)
@@ -115,10 +110,8 @@ class Grouped:
     def apply(self, sd: StateDict, to_ours: bool) -> StateDict:
         scope, side = re.compile(self.scope), int(to_ours)
         rests: dict[str, list[str]] = {}
-        for key in sd:
-            m = scope.match(key)
-            if m:
-                rests.setdefault(m.group(0), []).append(key[m.end():])
+        for m in filter(None, map(scope.match, sd)):
+            rests.setdefault(m.group(0), []).append(m.string[m.end():])
         tables = {module: next((table for marks, table in self.kinds
                                 if any(r.startswith(marks[side]) for r in keys)), self.default)
                   for module, keys in rests.items()}
@@ -149,13 +142,13 @@ Row = tuple[str, str, Transform | None]  # (our module path, their module path, 
 
 @dataclass(frozen=True)
 class Tables:
-    variants: Callable[[], Sequence[Sequence[Row]]]  # one table per model variant, built when a file is mapped
+    variants: Sequence[Sequence[Row]]  # one table per model variant
 
     def apply(self, sd: StateDict, to_ours: bool) -> StateDict:
         used = {k.rpartition(".")[0] for k in sd}
         best: tuple[int, StateDict] | None = None
         failures = []
-        for rows in self.variants():
+        for rows in self.variants:
             table = {(t if to_ours else o): (o if to_ours else t, fn) for o, t, fn in rows}
             try:
                 out = _rebuild(sd, lambda key, value, table=table: _row_rename(table, to_ours, key, value))

@@ -59,18 +59,18 @@ def _tables():  # two variants that both map a stem + classifier file, different
 def test_tables_pick_the_most_completely_covered_variant_and_transform_one_leaf():
     theirs = {"conv_stem.weight": torch.zeros(4, 3, 3, 3), "classifier.weight": torch.zeros(10, 4, 1, 1),
               "classifier.bias": torch.zeros(10)}
-    ours = Tables(_tables).apply(theirs, to_ours=True)  # both tables map every key; 'small' leaves none unused
+    ours = Tables(_tables()).apply(theirs, to_ours=True)  # both tables map every key; 'small' leaves none unused
     assert {k: tuple(v.shape) for k, v in ours.items()} == {"stem.conv.weight": (4, 3, 3, 3), "head.weight": (10, 4),
                                                             "head.bias": (10,)}
-    back = Tables(_tables).apply(ours, to_ours=False)
+    back = Tables(_tables()).apply(ours, to_ours=False)
     assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
 
 
 def test_tables_refuse_a_key_no_table_maps_and_name_it():
     with pytest.raises(KeyError, match=r"reference → ours.*no row for 'extra\.weight'"):
-        Tables(_tables).apply(_sd("conv_stem.weight", "extra.weight"), to_ours=True)
+        Tables(_tables()).apply(_sd("conv_stem.weight", "extra.weight"), to_ours=True)
     with pytest.raises(KeyError, match="ours → reference"):
-        Tables(_tables).apply(_sd("nothing.weight"), to_ours=False)
+        Tables(_tables()).apply(_sd("nothing.weight"), to_ours=False)
 
 
 @pytest.mark.parametrize("rules", [segment_renames([("identity", "rbr_skip")]),

@@ -29,43 +29,30 @@ def block_rows(style: str, ours: str, theirs: str, *, has_expand: bool, has_se: 
     Styles: "timm" (DepthwiseSeparableConv / InvertedResidual), "torchvision_v2" (MobileNetV2
     ``conv.N``), "torchvision_v3" (MobileNetV3 ``block.N``), "lukemelas" (efficientnet_pytorch MBConv).
     """
-    t, rows = theirs, []
+    if style == "torchvision_v2" and has_se:
+        raise UsageError("torchvision MobileNetV2 blocks have no SE")
+    mods = ["expand"] * has_expand + ["dw"] + ["se"] * has_se + ["project"]
+    return [(f"{ours}.{mod}.{leaf}", f"{theirs}.{path}", None) for mod, paths in _block_names(style, mods).items()
+            for leaf, path in zip(("reduce", "expand") if mod == "se" else ("conv", "bn"), paths, strict=True)]
+
+
+_LUKEMELAS = {"expand": ("_expand_conv", "_bn0"), "dw": ("_depthwise_conv", "_bn1"), "se": ("_se_reduce", "_se_expand"),
+              "project": ("_project_conv", "_bn2")}
+
+
+def _block_names(style: str, mods: list[str]) -> dict[str, tuple[str, str]]:
+    """{our module: (their conv or SE-reduce path, their BN or SE-expand path)} in ``mods`` order."""
+    if style == "lukemelas":
+        return {m: _LUKEMELAS[m] for m in mods}
     if style == "timm":
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}.conv_pw", f"{t}.bn1")
-            rows += cna_rows(f"{ours}.dw", f"{t}.conv_dw", f"{t}.bn2")
-            proj = cna_rows(f"{ours}.project", f"{t}.conv_pwl", f"{t}.bn3")
-        else:
-            rows += cna_rows(f"{ours}.dw", f"{t}.conv_dw", f"{t}.bn1")
-            proj = cna_rows(f"{ours}.project", f"{t}.conv_pw", f"{t}.bn2")
-        se = (f"{t}.se.conv_reduce", f"{t}.se.conv_expand")
-    elif style == "torchvision_v2":
-        if has_se:
-            raise UsageError("torchvision MobileNetV2 blocks have no SE")
-        j = 0
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}.conv.0.0", f"{t}.conv.0.1")
-            j = 1
-        rows += cna_rows(f"{ours}.dw", f"{t}.conv.{j}.0", f"{t}.conv.{j}.1")
-        proj = cna_rows(f"{ours}.project", f"{t}.conv.{j + 1}", f"{t}.conv.{j + 2}")
-        se = ("", "")
-    elif style == "torchvision_v3":
-        j = 0
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}.block.0.0", f"{t}.block.0.1")
-            j = 1
-        rows += cna_rows(f"{ours}.dw", f"{t}.block.{j}.0", f"{t}.block.{j}.1")
-        se = (f"{t}.block.{j + 1}.fc1", f"{t}.block.{j + 1}.fc2")
-        p = j + 1 + int(has_se)
-        proj = cna_rows(f"{ours}.project", f"{t}.block.{p}.0", f"{t}.block.{p}.1")
-    elif style == "lukemelas":
-        if has_expand:
-            rows += cna_rows(f"{ours}.expand", f"{t}._expand_conv", f"{t}._bn0")
-        rows += cna_rows(f"{ours}.dw", f"{t}._depthwise_conv", f"{t}._bn1")
-        se = (f"{t}._se_reduce", f"{t}._se_expand")
-        proj = cna_rows(f"{ours}.project", f"{t}._project_conv", f"{t}._bn2")
-    else:
-        raise UsageError(f"unknown block key style '{style}'")
-    if has_se:
-        rows += [(f"{ours}.se.reduce", se[0], None), (f"{ours}.se.expand", se[1], None)]
-    return rows + proj
+        convs = iter(("conv_pw", "conv_dw", "conv_pwl") if "expand" in mods else ("conv_dw", "conv_pw"))
+        bns = (f"bn{i}" for i in range(1, 4))
+        return {m: ("se.conv_reduce", "se.conv_expand") if m == "se" else (next(convs), next(bns)) for m in mods}
+    if style == "torchvision_v3":
+        return {m: (f"block.{j}.fc1", f"block.{j}.fc2") if m == "se" else (f"block.{j}.0", f"block.{j}.1")
+                for j, m in enumerate(mods)}
+    if style == "torchvision_v2":  # the project conv and its BN are two entries of the block's Sequential
+        j = len(mods) - 1
+        return {**{m: (f"conv.{i}.0", f"conv.{i}.1") for i, m in enumerate(mods[:-1])},
+                "project": (f"conv.{j}", f"conv.{j + 1}")}
+    raise UsageError(f"unknown block key style '{style}'")

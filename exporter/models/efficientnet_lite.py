@@ -129,7 +129,7 @@ _TIMM_PT = ((r"efficientnet_lite\d.*", "timm's efficientnet_lite* use BatchNorm 
                                        "our EfficientNet-Lite the TF numerics (eps 1e-3, TF-SAME padding)"),)
 for _lname, _fn, _desc in (("lukemelas", lukemelas_rows, "efficientnet_pytorch-style _conv_stem/_blocks.N/_fc"),
                            ("timm", timm_rows, "timm tf_efficientnet_lite* conv_stem/blocks.S.J/classifier")):
-    register_layout(FAMILY, KeyLayout(_lname, Tables(lambda fn=_fn: [fn(c) for c in VARIANTS.values()]), _desc,
+    register_layout(FAMILY, KeyLayout(_lname, Tables([_fn(c) for c in VARIANTS.values()]), _desc,
                                       Conventions(bn_eps=BN_EPS, other_variants=_TIMM_PT if _lname == "timm" else ())))
 
 

@@ -4,7 +4,7 @@ Papers: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks"
 Howard et al., "Searching for MobileNetV3", ICCV 2019, arXiv 1905.02244 (Table 3, final version).
 Reference implementations: pytorch/vision ``torchvision/models/mobilenetv2.py`` / ``mobilenetv3.py``
 (BSD-3-Clause; the layout of the official torchvision checkpoints) and huggingface/pytorch-image-models
-``timm/models/efficientnet.py`` / ``mobilenetv3.py`` (Apache-2.0). Written from spec §7, no code copied.
+``timm/models/efficientnet.py`` / ``mobilenetv3.py`` (Apache-2.0). Written from the papers, no code copied.
 
 Ours: ``stem`` (ConvNormAct) → ``blocks.{i}`` (InvertedResidual, flat) → ``last`` (1×1 ConvNormAct) →
 global average pool → [``pre_logits`` Linear + act, MNv3 only] → dropout → ``classifier``.
@@ -182,10 +182,6 @@ def torchvision_rows(cfg: MobileNetCfg) -> list[Row]:
     return rows + [("pre_logits.0", "classifier.0", None), ("classifier", "classifier.3", None)]
 
 
-def _tables(family: str, rows_fn) -> list[list[Row]]:
-    return [rows_fn(c) for c in VARIANTS.values() if c.family == family]
-
-
 # Conventions keys cannot show (read from the reference code): torchvision builds MobileNetV3 with
 # BatchNorm2d(eps=1e-3, momentum=0.01) and MobileNetV2 with the defaults (1e-5, 0.1); timm's mobilenetv2_100 /
 # mobilenetv3_*_100 use the defaults, symmetric padding. timm's tf_mobilenetv3_* (eps 1e-3, TF-SAME padding)
@@ -200,7 +196,7 @@ for _fam in ("mobilenetv2", "mobilenetv3"):
     for _lname, _fn, _desc in (
             ("torchvision", torchvision_rows, "torchvision features.N / classifier.N (IMAGENET1K checkpoints)"),
             ("timm", timm_rows, "timm conv_stem / blocks.S.J / conv_head / classifier")):
-        register_layout(_fam, KeyLayout(_lname, Tables(partial(_tables, _fam, _fn)), _desc,
+        register_layout(_fam, KeyLayout(_lname, Tables([_fn(c) for c in VARIANTS.values() if c.family == _fam]), _desc,
                                         _CONVENTIONS.get((_fam, _lname), Conventions(1e-5, 0.1))))
 
 
