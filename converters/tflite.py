@@ -2,9 +2,8 @@
 integer: int8 per-channel weights, int8 activations, int8 input and output, no float op).
 
 fp32/fp16 go through ``litert_torch.convert`` (fp16 with ``full_fp16_recipe``). w8a8 uses ai-edge-quantizer
-``static_wi8_ai8`` on the fp32 .tflite, calibrated on real photos (recipe ``aeq``, the default); the litert
-PT2E path (recipe ``pt2e``) is kept for comparison: it leaves float islands (SE, hard-swish, LayerNorm,
-softmax) in anything but plain conv nets — see the manifest's ``quantization`` entry and the README.
+``static_wi8_ai8`` on the fp32 .tflite, calibrated on real photos — the one recipe that stays fully integer
+for every family (the README says how litert's PT2E path compared; it is not offered).
 ``--nhwc`` gives NHWC I/O through ``litert_torch.to_channel_last_io``. Runner: ai_edge_litert Interpreter
 (XNNPACK), int8 I/O (de)quantized with the tensor's scale / zero point.
 """
@@ -26,7 +25,6 @@ import numpy as np
 from . import base, register_converter
 from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
 
-INT8_RECIPES = ("aeq", "pt2e")
 METADATA_NAME = "mobexport"
 # Coral Edge TPU compiler's documented supported operations (coral.ai/docs/edgetpu/models-intro), as TFLite
 # builtin names. Not verifiable here (the compiler is not installable on Linux x86 without Coral's apt repo).
@@ -43,15 +41,6 @@ _INT_OK = (np.int8, np.int32)  # int32: biases and shape tensors
 @dataclass(frozen=True)
 class TFLiteOptions(base.Options):
     nhwc: bool = base.option(False, "NHWC (channels-last) input/output")
-    int8_recipe: str = base.option("aeq", "full-integer path for --int8: aeq = ai-edge-quantizer static_wi8_ai8 "
-                                          "(default, fully int8 for every family), pt2e = litert PT2E (conv nets only)",
-                                   choices=INT8_RECIPES)
-
-    def check(self, target: Target) -> None:
-        if self.nhwc and target.needs_calibration and self.int8_recipe == "pt2e":
-            from mobexport.exporter.errors import UsageError
-
-            raise UsageError("--nhwc is not supported with --int8-recipe pt2e; use the default recipe (aeq)")
 
 
 def _nhwc(state: ExportState) -> bool:
@@ -251,25 +240,6 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
                       "the fp32 .tflite", **prep, "activation_ranges": "mse (per-image relative)"}
 
 
-def _quantize_pt2e(state: ExportState, out_path: Path) -> dict[str, Any]:
-    import torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    gm = prepare_pt2e(torch.export.export(state.model, (state.example_input,)).module(), q)
-    with torch.no_grad():
-        for c in state.calibration:
-            gm(torch.from_numpy(c))
-    gm = convert_pt2e(gm, fold_quantize=False)
-    state_q = ExportState(state.model_name, state.target, state.spec, model=gm,
-                          example_input=state.example_input, options={})
-    _convert_litert(state_q, QuantConfig(pt2e_quantizer=q)).export(str(out_path))
-    return {"recipe": "litert-torch PT2E (symmetric, per-channel)",
-            "detail": "torchao prepare_pt2e/convert_pt2e calibrated in torch; float islands possible"}
-
-
 @register_converter
 class TFLiteConverter(Converter):
     format = "tflite"
@@ -306,11 +276,7 @@ class TFLiteConverter(Converter):
         return out_path
 
     def _convert_int8(self, state: ExportState, out_path: Path) -> dict[str, Any]:
-        if TFLiteOptions.of(state).int8_recipe == "pt2e":
-            info = _quantize_pt2e(state, out_path)
-        else:
-            info = _quantize_aeq(state, out_path)
-        return {**info, "calibration_images": len(state.calibration)}
+        return {**_quantize_aeq(state, out_path), "calibration_images": len(state.calibration)}
 
     @staticmethod
     def _io(path: Path, state: ExportState) -> dict[str, Any]:

@@ -1,7 +1,6 @@
 """Export benchmarks (run by hand; nothing here is a test).
 
   python scripts/bench_export.py simplifiers [MODEL ...]   onnxslim vs onnxsim: nodes and time per model
-  python scripts/bench_export.py int8 [MODEL ...]          tflite-w8a8: ai-edge-quantizer vs PT2E recipe
   python scripts/bench_export.py zoo [--targets ...]       time the whole zoo → onnx-fp32, tflite-fp32, tflite-w8a8
                                                            (runs scripts/matrix.py on those targets: one
                                                            recorded table, results/matrix.md, with a per-target
@@ -53,20 +52,6 @@ def m_spec(name):
     return get_spec(name)
 
 
-def int8(models: list[str]) -> None:
-    import matrix  # this folder: the shared cell runner
-
-    print("| model | recipe | status | fidelity (held-out photos) | MB | float ops | s |")
-    print("|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as out:
-        for name in models:
-            for recipe in ("aeq", "pt2e"):
-                c = matrix.cell(name, "tflite-w8a8", out, int8_recipe=recipe)
-                ops = ",".join(f"{k}x{v}" for k, v in c.get("float_ops", {}).items()) or "none"
-                print(f"| {name} | {recipe} | {c['status']} | {c['fidelity']} | {c['mb'] or ''} | {ops} | {c['s']} |",
-                      flush=True)
-
-
 def zoo(targets: list[str], models: list[str]) -> None:
     import matrix  # this folder
 
@@ -81,14 +66,12 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["simplifiers", "int8", "zoo"])
+    ap.add_argument("what", choices=["simplifiers", "zoo"])
     ap.add_argument("models", nargs="*")
     ap.add_argument("--targets", nargs="+", default=["onnx-fp32", "tflite-fp32", "tflite-w8a8"])
     a = ap.parse_args(argv)
     if a.what == "simplifiers":
         simplifiers(a.models or ["mobileone_s0", "mobilenetv3_small_100", "mnv4_hybrid_m", "mobilevitv3_xxs"])
-    elif a.what == "int8":
-        int8(a.models or ["mobileone_s0", "mobilenetv3_small_100", "mobilevitv3_xxs"])
     else:
         zoo(a.targets, a.models)
     return 0

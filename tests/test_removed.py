@@ -18,3 +18,12 @@ def test_lut_build_offers_only_the_runtime_it_times(tmp_path, capsys):
 
 def test_equalization_is_gone():
     assert importlib.util.find_spec("mobexport.quantization.equalization") is None
+
+
+def test_int8_recipe_pt2e_is_gone(capsys):
+    """The untested PT2E recipe is removed; with one recipe left there is no option to choose it."""
+    from mobexport.converters.tflite import TFLiteOptions
+
+    assert "int8_recipe" not in TFLiteOptions.names()
+    assert main(["tflite", "--int8", "mobileone_s0", "--int8-recipe", "pt2e"]) == 2
+    assert "--int8-recipe" in capsys.readouterr().err
