@@ -152,12 +152,14 @@ def test_registration_is_checked(monkeypatch):
 
 def test_targets_and_schemes_come_from_the_tables():
     from mobexport.quantization.schemes import FLAG_SCHEMES, SCHEMES
+    from mobexport.quantization.validate import POLICIES
 
     assert formats() == ["onnx", "tflite", "coreml", "tensorrt"]  # by rank
     for t in all_targets():
         assert t.precision == SCHEMES[t.scheme].precision
         assert t.needs_calibration == (t.scheme == "w8a8")
     assert FLAG_SCHEMES == {"fp16": "fp16", "int8": "w8a8", "w8": "w8"}
+    assert {s.precision for s in SCHEMES.values()} <= set(POLICIES)  # a scheme has a fidelity policy
 
 
 # ---------------------------------------------------------------- typed options, checked before any work
