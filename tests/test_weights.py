@@ -366,3 +366,23 @@ def test_a_mismatch_inside_a_lightning_checkpoint_names_the_model_keys(tmp_path,
         mobexport.create_model(SMALL, weights=tmp_path / "bad.ckpt", num_classes=10)
     msg = str(exc.value)
     assert "key prefix 'model.' stripped" in msg and "blocks.0.dw.conv.weight: file (16, 1, 5, 5)" in msg
+
+
+class _Shouty:
+    """A family mapping that is no rule table of exporter/keymap.py: any object with apply() (a filter function)."""
+
+    def apply(self, sd, to_ours):
+        return {(k.lower() if to_ours else k.upper()): v for k, v in sd.items()}
+
+
+def test_a_layout_mapping_may_be_any_object_with_apply_and_mismatches_use_its_names(monkeypatch):
+    from mobexport.exporter import weights
+
+    monkeypatch.setitem(weights._LAYOUTS, "toy", [weights.KeyLayout("shouty", _Shouty())])
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    sd = {k.upper(): torch.randn_like(v) for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsError, match=r"closest layout: shouty \(train form\): 1 missing \(first: 0\.BIAS\) "
+                                           r"\(the file's key names\)"):
+        weights.load_into(model, "toy", {"0.WEIGHT": sd["0.WEIGHT"]})
+    assert weights.load_into(model, "toy", sd) == "shouty (train form)"
+    assert torch.equal(model[0].weight, sd["0.WEIGHT"]) and torch.equal(model[0].bias, sd["0.BIAS"])
