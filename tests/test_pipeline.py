@@ -143,6 +143,8 @@ def test_step_error_names_step_model_target(tmp_path):
     # a backend's own exception inside the convert step of the real ONNX converter
     with pytest.raises(ConversionError) as e:
         export(NoExportPath().eval(), "onnx-fp32", out_dir=tmp_path, input_shape=(1, 3, 32, 32), name="noexport")
+    # exactly a ConversionError (not a subclass such as UnsupportedOpError), the backend's own error its cause
+    assert type(e.value) is ConversionError and type(e.value.__cause__).__name__ == "TorchExportError"
     assert (e.value.step, e.value.model, e.value.target) == ("convert", "noexport", "onnx-fp32")
     assert str(e.value).startswith("[noexport/onnx-fp32/convert]") and "no export path" in str(e.value)
     assert _leftovers(tmp_path) == []
