@@ -12,6 +12,7 @@ and bad values are a UsageError. The format subcommands' flags are generated fro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -133,7 +134,7 @@ class ExportState:
     reference_output: Any = None
     calibration: list[np.ndarray] = field(default_factory=list)
     holdout: list[np.ndarray] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # checked GeneralOptions + converter Options fields
     dependencies: dict[str, Artifact] = field(default_factory=dict)
     workdir: Path | None = None
     # the artifact's I/O contract, filled by convert(): {"inputs": [{name, shape, dtype, layout,
@@ -153,9 +154,7 @@ def option(default: Any = None, help: str = "", *, choices: tuple = (), minimum:
     """A typed option field. Its flag ``--name-with-dashes`` is generated from it (``cli=False``: Python only;
     ``needs(converter)`` false: no flag for that converter). ``default=dict`` means an empty dict."""
     meta = {"help": help, "choices": tuple(choices), "minimum": minimum, "cli": cli, "needs": needs}
-    if default is dict:
-        return field(default_factory=dict, metadata=meta)
-    return field(default=default, metadata=meta)
+    return field(default_factory=dict, metadata=meta) if default is dict else field(default=default, metadata=meta)
 
 
 def flag(name: str) -> str:
@@ -251,10 +250,8 @@ def package_versions(names) -> dict[str, str]:
 
     out = {}
     for name in names:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            continue
     return out
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import register_converter
+from . import base, register_converter
 from .base import Availability, Converter, ExportState, GeneralOptions, Options, Target, option
 from .onnx import OnnxFile, build_onnx, node_counts
 
@@ -270,10 +270,7 @@ class TensorRTConverter(OnnxFile, Converter):
         return Availability.check_modules(["onnxruntime"], "tensorrt")
 
     def tool_versions(self) -> dict[str, str]:
-        import onnx
-        import onnxruntime
-
-        versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+        versions = base.package_versions(("onnx", "onnxruntime"))
         if engine_available().ok:
             import tensorrt
 
