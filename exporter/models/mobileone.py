@@ -18,10 +18,7 @@ from functools import partial
 from torch import nn
 
 from ..keymap import segment_renames
-from ..layers.mobileone_block import (
-    PlainRepNet,
-    RepBranchBlock,
-)
+from ..layers.mobileone_block import PlainRepNet, RepBranchBlock
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
 from ..weights import KeyLayout, register_layout
