@@ -38,7 +38,7 @@ def add_option_flags(p: argparse.ArgumentParser, options_cls, converter) -> None
             continue
         kind = next(k for k in (int, float, str) if k is hint or k in typing.get_args(hint))
         p.add_argument(flag(f.name), type=kind, default=f.default, choices=meta["choices"] or None,
-                       metavar=None if meta["choices"] else kind.__name__.upper(), help=meta["help"])
+                       help=meta["help"])
 
 
 def add_parser(name: str, p: argparse.ArgumentParser) -> None:
