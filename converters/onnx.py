@@ -2,11 +2,9 @@
 (``external_data=False``), fixed input shape unless ``--dynamic-batch``, simplified, ONNX checker, structural checks (no
 BatchNormalization; no Add in multi-branch deploy graphs). Runner: onnxruntime CPU session.
 
-Simplifier default: onnxsim. Measured once (``scripts/bench_export.py simplifiers``, dynamo opset 18 graphs,
-nodes exported → onnxslim / onnxsim, seconds): mobileone_s0 88 → 88 / 88 (0.34 / 0.76 s),
-mobilenetv3_small_100 122 → 122 / 122 (0.40 / 0.44 s), mnv4_hybrid_m 277 → 273 / 273 (1.65 / 1.12 s),
-mobilevitv3_xxs 357 → 375 / 357 (1.81 / 0.21 s): onnxsim is never worse and onnxslim grew the MobileViT
-graph. ``--simplifier onnxslim`` remains available.
+Simplifier default: onnxsim, chosen on results/simplifiers.md (``scripts/bench_export.py simplifiers``: nodes
+and seconds per model for both tools): onnxsim was never worse and onnxslim grew the MobileViT graph.
+``--simplifier onnxslim`` remains available.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from .base import Artifact, Availability, Converter, ExportState, Runner, Target
 
 OPSET = 18
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
-DEFAULT_SIMPLIFIER = "onnxsim"  # measured: scripts/bench_export.py simplifiers (see module docstring)
+DEFAULT_SIMPLIFIER = "onnxsim"  # measured: results/simplifiers.md (scripts/bench_export.py simplifiers)
 MAX_DYNAMIC_BATCH = 64
 
 
