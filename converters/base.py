@@ -219,12 +219,18 @@ class GeneralOptions(Options):
         False, "experimental, with --int8: activation ranges searched for their effect on the class scores (KL) "
                "instead of per tensor; measure before using it (scripts/int8_agreement.py)",
         needs=lambda c: c.range_search)
-    tolerances: dict = option(dict, "validator threshold overrides (quantization.validate)", cli=False)
+    tolerances: dict = option(dict, "validator threshold overrides (quantization.validate.POLICIES keys)", cli=False)
 
     def check(self, target: Target) -> None:
+        from mobexport.quantization.validate import POLICIES
+
         for name in ("report", "range_search"):
             if getattr(self, name) and not target.needs_calibration:
                 raise UsageError(f"{flag(name)} applies to --int8 only")
+        known = {k for policy in POLICIES.values() for k in policy}
+        if set(self.tolerances) - known:
+            raise UsageError(f"unknown tolerance(s) {', '.join(sorted(set(self.tolerances) - known))}; "
+                             f"known: {', '.join(sorted(known))}")
 
 
 def parse_options(converter: Converter, target: Target, values: dict[str, Any] | None):

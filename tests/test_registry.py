@@ -186,6 +186,7 @@ def factory(tmp_path):
     ({"seed": "0"}, "--seed must be int, got '0'"),
     ({"report": True}, "--report applies to --int8 only"),
     ({"nhwc": True}, "unknown option(s) for onnx-fp32: 'nhwc'"),
+    ({"tolerances": {"rtol": 1e-2, "max_cos": 0.9}}, "unknown tolerance(s) max_cos; known: atol"),
 ])
 def test_bad_options_fail_before_any_work(factory, tmp_path, options, message):
     ref, mark = factory
