@@ -31,16 +31,17 @@ from mobexport.quantization.schemes import get_scheme
 
 @dataclass(frozen=True)
 class Target:
-    id: str  # "<format>-<scheme>", e.g. "tflite-w8a8"
     format: str
-    scheme: str  # fp32 | fp16 | w8a8 | w8
+    scheme: str  # a row of quantization.schemes.SCHEMES: fp32 | fp16 | w8a8 | w8
     description: str = ""
     depends_on: tuple[str, ...] = ()  # target ids whose artifacts this one is built from
 
     def __post_init__(self):
         get_scheme(self.scheme)  # UnknownNameError for a scheme the table does not have
-        if self.id != f"{self.format}-{self.scheme}":
-            raise ValueError(f"target id {self.id!r} is not <format>-<scheme> ({self.format}-{self.scheme})")
+
+    @property
+    def id(self) -> str:  # "<format>-<scheme>", e.g. "tflite-w8a8"
+        return f"{self.format}-{self.scheme}"
 
     @property
     def precision(self) -> str:

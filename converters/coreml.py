@@ -231,9 +231,9 @@ class CoreMLConverter(Converter):
     summary = "export to Core ML mlprogram: fp16, --int8 (w8a8) or --w8 (weights only)"
     Options = CoreMLOptions
     targets = (
-        Target("coreml-fp16", "coreml", "fp16", "Core ML mlprogram, fp16 compute precision"),
-        Target("coreml-w8a8", "coreml", "w8a8", "Core ML mlprogram, int8 weights and activations (iOS17+)"),
-        Target("coreml-w8", "coreml", "w8", "Core ML mlprogram, int8 per-channel weights, fp16 activations"),
+        Target("coreml", "fp16", "Core ML mlprogram, fp16 compute precision"),
+        Target("coreml", "w8a8", "Core ML mlprogram, int8 weights and activations (iOS17+)"),
+        Target("coreml", "w8", "Core ML mlprogram, int8 per-channel weights, fp16 activations"),
     )
     runtime_name = "Core ML"
     default_scheme = "fp16"

@@ -155,7 +155,7 @@ class OnnxConverter(OnnxFile, Converter):
     format = "onnx"
     rank = 0
     summary = "export a model to ONNX (onnx-fp32), simplified and validated"
-    targets = (Target("onnx-fp32", "onnx", "fp32", "ONNX opset 18, float32, simplified; runs on onnxruntime"),)
+    targets = (Target("onnx", "fp32", "ONNX opset 18, float32, simplified; runs on onnxruntime"),)
     Options = OnnxOptions
     runtime_name = "onnxruntime"
     packages = ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim")

@@ -250,10 +250,8 @@ class TensorRTOptions(Options):
 class TensorRTConverter(OnnxFile, Converter):
     format = "tensorrt"
     targets = (
-        Target("tensorrt-fp16", "tensorrt", "fp16", "fp16 ONNX for a strongly typed TensorRT engine",
-               depends_on=("onnx-fp32",)),
-        Target("tensorrt-w8a8", "tensorrt", "w8a8", "Q/DQ int8 ONNX (explicit quantization) for TensorRT",
-               depends_on=("onnx-fp32",)),
+        Target("tensorrt", "fp16", "fp16 ONNX for a strongly typed TensorRT engine", depends_on=("onnx-fp32",)),
+        Target("tensorrt", "w8a8", "Q/DQ int8 ONNX (explicit quantization) for TensorRT", depends_on=("onnx-fp32",)),
     )
     rank = 3
     summary = "export the ONNX a TensorRT engine is built from (--fp16 / --int8 Q/DQ); engine if TRT exists"

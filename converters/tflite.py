@@ -247,9 +247,9 @@ class TFLiteConverter(Converter):
     summary = "export to LiteRT/TFLite: fp32, --fp16, or --int8 full-integer (tflite-w8a8)"
     Options = TFLiteOptions
     targets = (
-        Target("tflite-fp32", "tflite", "fp32", "LiteRT float32"),
-        Target("tflite-fp16", "tflite", "fp16", "LiteRT with float16 weights"),
-        Target("tflite-w8a8", "tflite", "w8a8", "LiteRT full integer: int8 weights/activations/I-O"),
+        Target("tflite", "fp32", "LiteRT float32"),
+        Target("tflite", "fp16", "LiteRT with float16 weights"),
+        Target("tflite", "w8a8", "LiteRT full integer: int8 weights/activations/I-O"),
     )
     runtime_name = "ai-edge-litert"
     packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")

@@ -66,7 +66,7 @@ class ScriptOptions(Options):
 class ScriptConverter(Converter):
     format = "torchscript"
     summary = "export to TorchScript (a test fixture)"
-    targets = (Target("torchscript-fp32", "torchscript", "fp32", "TorchScript, float32"),)
+    targets = (Target("torchscript", "fp32", "TorchScript, float32"),)
     Options = ScriptOptions
     extension = ".pt"
 
@@ -143,9 +143,9 @@ def test_registration_is_checked(monkeypatch):
     with pytest.raises(TypeError, match="format"):
         register_converter(type("Nameless", (onnx,), {"format": ""}))
     with pytest.raises(UnknownNameError, match="w4"):
-        Target("onnx-w4", "onnx", "w4")
-    with pytest.raises(ValueError, match="<format>-<scheme>"):
-        Target("onnx-fp16", "onnx", "fp32")
+        Target("onnx", "w4")
+    with pytest.raises(TypeError, match="every target"):
+        register_converter(type("Other", (onnx,), {"format": "other", "targets": (Target("onnx", "fp32"),)}))
     with pytest.raises(UnknownNameError, match="Did you mean: onnx"):
         get_converter("onxx")
 
