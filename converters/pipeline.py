@@ -12,6 +12,7 @@ manifest says ``"status": "MISMATCH"`` and ``ExportResult.exit_code`` is 1.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -302,38 +303,28 @@ def _located(e: ConversionError, step: str, state: ExportState) -> ConversionErr
 
 # ---------------------------------------------------------------- staging / publishing
 
-class _staging:
+@contextlib.contextmanager
+def _staging(final: Path):
     """A temp dir next to ``final``; removed (with any parent dirs this export created) unless published."""
-
-    def __init__(self, final: Path):
-        self.final, self.created, self.path = final, [], None
-
-    def __enter__(self) -> Path:
-        missing = [p for p in [self.final.parent, *self.final.parent.parents] if not p.exists()]
+    created: list[Path] = []
+    path = None
+    try:
         try:
-            for p in reversed(missing):
+            for p in reversed([p for p in [final.parent, *final.parent.parents] if not p.exists()]):
                 p.mkdir()
-                self.created.append(p)
-            _clear_dead_staging(self.final)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-{os.getpid()}-",
-                                              dir=self.final.parent))
+                created.append(p)
+            _clear_dead_staging(final)
+            path = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
         except OSError as e:
-            self._cleanup()
-            raise UsageError(f"cannot write to output directory {self.final.parent}: {e.strerror or e}",
+            raise UsageError(f"cannot write to output directory {final.parent}: {e.strerror or e}",
                              hint="pass a writable --out DIR") from e
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self.path is not None and self.path.exists():
-            shutil.rmtree(self.path, ignore_errors=True)
-        for p in reversed(self.created):
-            try:
+        yield path
+    finally:
+        if path is not None and path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        for p in reversed(created):
+            with contextlib.suppress(OSError):
                 p.rmdir()  # only if still empty (nothing was published into it)
-            except OSError:
-                pass
 
 
 def _clear_dead_staging(final: Path) -> None:
