@@ -264,7 +264,7 @@ def bench_artifact(artifact: Artifact, cfg: BenchConfig) -> BenchOutcome:
     try:
         return _timed(runner, x_float, cfg, rss, dict(
             model=model, weights=str(m.get("weights") or "unknown")[:256], target=target, artifact_sha256=sha,
-            threads=runner.threads, load_ms=load_ms, validation_status=str(m.get("status", "UNVALIDATED_NO_RUNTIME")),
+            threads=runner.threads, load_ms=load_ms, validation_status=str(m.get("status", Status.UNVALIDATED_NO_RUNTIME)),
             tool_versions=tool_versions({**(m.get("tool_versions") or {})}), git_commit=_git_commit(m)), src)
     finally:
         runner.close()
@@ -364,7 +364,7 @@ def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None
     with torch_threads(cfg.threads):
         return _timed(TorchRunner(model, cfg.threads), x, cfg, rss, dict(
             model=spec.name, weights=tag, target="torch-fp32", artifact_sha256=state_dict_sha256(model),
-            threads=cfg.threads or torch.get_num_threads(), load_ms=load_ms, validation_status="OK",
+            threads=cfg.threads or torch.get_num_threads(), load_ms=load_ms, validation_status=Status.OK.value,
             tool_versions=tool_versions(), git_commit=_git_commit({})), f"torch:{spec.name}")
 
 
