@@ -26,10 +26,8 @@ _scanned: list[str] = []  # the __path__ entries scanned so far
 
 def register_converter(cls: type[Converter]) -> type[Converter]:
     """Class decorator: register one instance of ``cls`` under ``cls.format``."""
-    if not cls.format or not cls.targets:
-        raise TypeError(f"{cls.__name__}: a converter declares its format and targets")
-    if any(t.format != cls.format for t in cls.targets):
-        raise TypeError(f"{cls.__name__}: every target of format '{cls.format}' must say so")
+    if not cls.format or not cls.targets or any(t.format != cls.format for t in cls.targets):
+        raise TypeError(f"{cls.__name__}: a converter declares its format and targets, every target of that format")
     known = _REGISTRY.get(cls.format)
     if known is not None and type(known).__qualname__ != cls.__qualname__:
         raise TypeError(f"format '{cls.format}' registered twice: {type(known).__name__} and {cls.__name__}")

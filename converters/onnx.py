@@ -84,9 +84,20 @@ def build_onnx(state: ExportState, model, out_path: Path, simplifier: str = DEFA
     dynamo export of ``model`` on ``state.example_input`` at opset 18, simplified, ONNX checker. Returns the
     ModelProto and a report."""
     import onnx
+    import torch
 
+    kw: dict[str, Any] = {}
+    if dynamic_batch:
+        kw["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},)
     t0 = time.perf_counter()
-    _export(state, model, out_path, dynamic_batch)
+    try:
+        torch.onnx.export(model, (state.example_input,), str(out_path), dynamo=True, opset_version=OPSET,
+                          external_data=False, input_names=["input"], output_names=["logits"], verbose=False, **kw)
+    except Exception as e:  # torch.onnx raises its own exception types; map to the layer if we can
+        err = unsupported_op_from(e, state, "torch.onnx (opset 18)")
+        if err is not None:
+            raise err from e
+        raise
     t1 = time.perf_counter()
     proto = onnx.load(str(out_path))
     before = sum(node_counts(proto).values())
@@ -98,22 +109,6 @@ def build_onnx(state: ExportState, model, out_path: Path, simplifier: str = DEFA
                    "nodes_exported": before, "nodes": sum(counts.values()), "op_types": dict(sorted(counts.items())),
                    "dynamic_batch": dynamic_batch, "export_s": round(t1 - t0, 3),
                    "simplify_s": round(time.perf_counter() - t1, 3)}
-
-
-def _export(state: ExportState, model, out_path: Path, dynamic_batch: bool) -> None:
-    import torch
-
-    kw: dict[str, Any] = {}
-    if dynamic_batch:
-        kw["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},)
-    try:
-        torch.onnx.export(model, (state.example_input,), str(out_path), dynamo=True, opset_version=OPSET,
-                          external_data=False, input_names=["input"], output_names=["logits"], verbose=False, **kw)
-    except Exception as e:  # torch.onnx raises its own exception types; map to the layer if we can
-        err = unsupported_op_from(e, state, "torch.onnx (opset 18)")
-        if err is not None:
-            raise err from e
-        raise
 
 
 class OnnxFile:

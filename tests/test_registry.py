@@ -140,11 +140,11 @@ def test_registration_is_checked(monkeypatch):
     onnx = type(get_converter("onnx"))
     with pytest.raises(TypeError, match="registered twice"):
         register_converter(type("OnnxConverter2", (onnx,), {}))
-    with pytest.raises(TypeError, match="format"):
+    with pytest.raises(TypeError, match="declares its format"):
         register_converter(type("Nameless", (onnx,), {"format": ""}))
     with pytest.raises(UnknownNameError, match="w4"):
         Target("onnx", "w4")
-    with pytest.raises(TypeError, match="every target"):
+    with pytest.raises(TypeError, match="every target of that format"):
         register_converter(type("Other", (onnx,), {"format": "other", "targets": (Target("onnx", "fp32"),)}))
     with pytest.raises(UnknownNameError, match="Did you mean: onnx"):
         get_converter("onxx")
