@@ -182,6 +182,6 @@ def test_cli_fp16_end_to_end(tmp_path, capsys):
     assert rc == 0, err
     m = read_manifest(tmp_path / "mobileone_s0" / "tensorrt-fp16")
     assert m["status"] == "OK"  # the ONNX ran on onnxruntime
-    assert m["tensorrt_engine"]["status"] in ("UNVALIDATED_NO_RUNTIME", "BUILT_UNVALIDATED")
-    if m["tensorrt_engine"]["status"] == "UNVALIDATED_NO_RUNTIME":
-        assert "UNVALIDATED_NO_RUNTIME" in err
+    # built or not, nothing here compares the engine's outputs with PyTorch: a Status value and a visible notice
+    assert m["tensorrt_engine"]["status"] == "UNVALIDATED_NO_RUNTIME" and m["tensorrt_engine"]["reason"]
+    assert "UNVALIDATED_NO_RUNTIME" in err
