@@ -266,3 +266,21 @@ def test_contract_catches_an_unknown_kotlin_reader():
     src = KOTLIN.read_bytes().replace(b'shape = tensor.dims("shape")', b'shape = tensor.intList("shape")')
     with pytest.raises(apps.AppSourceError, match="do not know"):
         apps.kotlin_decoded_fields(src, "tensorOf")
+
+
+def _without_required(node):
+    if isinstance(node, dict):
+        return {k: _without_required(v) for k, v in node.items() if k != "required"}
+    if isinstance(node, list):
+        return [_without_required(v) for v in node]
+    return node
+
+
+def test_app_fixture_manifest_is_a_subset_of_the_schema(schema):
+    """The Android instrumented tests' hand-written manifest holds only schema fields, with schema types."""
+    import jsonschema
+
+    fixture = apps.ANDROID_DIR / "app" / "src" / "androidTest" / "assets" / "tiny_conv.manifest.json"
+    relaxed = _without_required(schema)
+    assert list(jsonschema.Draft202012Validator(relaxed).iter_errors(json.loads(fixture.read_text()))) == []
+    assert list(jsonschema.Draft202012Validator(relaxed).iter_errors({"input_shape": [1, 3, 8, 8]}))  # can fail
