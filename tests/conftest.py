@@ -37,6 +37,9 @@ class ManifestSchemaError(AssertionError):
     """A manifest an export wrote during the tests does not follow benchmarks/schema/manifest.schema.json."""
 
 
+VALIDATED_MANIFESTS: list[Path] = []  # folders whose manifest the hook below checked (tests/test_manifest_schema.py)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _manifests_follow_schema():
     """Every manifest.json an export writes during the tests is checked against manifest.schema.json (real
@@ -55,6 +58,7 @@ def _manifests_follow_schema():
         if errors:
             raise ManifestSchemaError(f"manifest for {Path(directory)} does not follow manifest.schema.json: "
                                       + "; ".join(errors[:5]))
+        VALIDATED_MANIFESTS.append(Path(directory).resolve())
         return write(directory, manifest)
 
     with pytest.MonkeyPatch.context() as mp:

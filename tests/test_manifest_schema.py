@@ -152,9 +152,17 @@ def test_schema_takes_fixed_and_dynamic_dimensions(manifest, dims):
     assert manifest_errors(m) == []
 
 
-def test_every_manifest_a_test_writes_is_checked(tmp_path, manifest):
-    """The conftest hook is in place: the pipeline's write_manifest refuses a manifest off the schema."""
+def test_every_manifest_a_test_writes_is_checked(tmp_path, manifest, exported):
+    """The conftest hook is in place: the export above went through it, and write_manifest refuses a manifest
+    off the schema (written nowhere)."""
     from mobexport.converters import manifest as manifest_module
+
+    try:
+        from tests.conftest import VALIDATED_MANIFESTS
+    except ImportError:  # tests/ is not a package
+        from conftest import VALIDATED_MANIFESTS
+
+    assert (exported / "tiny").resolve() in {d.parent for d in VALIDATED_MANIFESTS}  # its staging folder
 
     with pytest.raises(AssertionError, match="'sha256' is a required property"):
         manifest_module.write_manifest(tmp_path, {k: v for k, v in manifest.items() if k != "sha256"})
