@@ -71,25 +71,16 @@ def _cast_io(graph) -> None:
     """Keep float32 graph inputs/outputs: Cast(input)→fp16 after each input, Cast(→fp32) before each output."""
     from onnx import TensorProto, helper
 
-    casts_in = []
-    for inp in graph.input:
-        if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        new = f"{inp.name}_fp16"
-        for node in graph.node:
-            node.input[:] = [new if x == inp.name else x for x in node.input]
-        casts_in.append(helper.make_node("Cast", [inp.name], [new], to=TensorProto.FLOAT16,
-                                         name=f"{inp.name}_cast_to_fp16"))
-    for out in graph.output:
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        new = f"{out.name}_fp16"
-        for node in graph.node:
-            node.output[:] = [new if x == out.name else x for x in node.output]
-        graph.node.append(helper.make_node("Cast", [new], [out.name], to=TensorProto.FLOAT,
-                                           name=f"{out.name}_cast_to_fp32"))
-    for i, c in enumerate(casts_in):
-        graph.node.insert(i, c)
+    ins, outs = ([v.name for v in vs if v.type.tensor_type.elem_type == TensorProto.FLOAT]
+                 for vs in (graph.input, graph.output))
+    for node in graph.node:
+        node.input[:] = [f"{x}_fp16" if x in ins else x for x in node.input]
+        node.output[:] = [f"{x}_fp16" if x in outs else x for x in node.output]
+    for i, name in enumerate(ins):
+        graph.node.insert(i, helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16,
+                                              name=f"{name}_cast_to_fp16"))
+    graph.node.extend(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT,
+                                       name=f"{name}_cast_to_fp32") for name in outs)
 
 
 def to_fp16(model):
