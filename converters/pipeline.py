@@ -3,11 +3,11 @@
 load → reparameterize → fold_batchnorm → equivalence_check → convert → validate → write_manifest (``STEPS``)
 
 Options (``GeneralOptions`` and the converter's typed ``Options``) are checked when the export starts, before any
-work. Each step is a named function of one explicit ``ExportState``; converters quantize inside ``convert``. Any exception in a step that is not already a
-``MobexportError`` becomes a ``ConversionError`` naming step, model and target. Artifacts are built in a
-temporary directory next to ``OUT/<model>/<target>/`` and renamed into place only when every step finished;
-a failed export leaves nothing behind. A fidelity MISMATCH is *not* an exception: the artifact is kept, the
-manifest says ``"status": "MISMATCH"`` and ``ExportResult.exit_code`` is 1.
+work. Each step is a named function of one explicit ``ExportState``; converters quantize inside ``convert``. Any
+exception in a step that is not already a ``MobexportError`` becomes a ``ConversionError`` naming step, model and
+target. Artifacts are built in a temporary directory next to ``OUT/<model>/<target>/`` and renamed into place
+only when every step finished; a failed export leaves nothing behind. A fidelity MISMATCH is *not* an exception:
+the artifact is kept, the manifest says ``"status": "MISMATCH"`` and ``ExportResult.exit_code`` is 1.
 """
 
 from __future__ import annotations
@@ -93,10 +93,9 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
     avail = converter.is_available()
     if not avail.ok:
         raise TargetUnavailableError(f"{target.id}: {avail.reason}", hint=avail.install_hint or None)
-    runtime = converter.runtime_available()
-    if general.require_validation and not runtime.ok:
-        raise TargetUnavailableError(f"--require-validation: cannot validate {target.id} here: {runtime.reason}",
-                                     hint=runtime.install_hint or None)
+    if general.require_validation and not (rt := converter.runtime_available()).ok:
+        raise TargetUnavailableError(f"--require-validation: cannot validate {target.id} here: {rt.reason}",
+                                     hint=rt.install_hint or None)
     source, spec = _resolve_model(model, num_classes=num_classes, input_size=input_size, input_shape=input_shape,
                                   preprocessing=preprocessing, name=name)
     if calibration_dir is not None and not target.needs_calibration:
