@@ -292,3 +292,12 @@ def test_app_fixture_manifest_is_a_subset_of_the_schema(schema):
     relaxed = _without_required(schema)
     assert list(jsonschema.Draft202012Validator(relaxed).iter_errors(json.loads(fixture.read_text()))) == []
     assert list(jsonschema.Draft202012Validator(relaxed).iter_errors({"input_shape": [1, 3, 8, 8]}))  # can fail
+
+
+def test_every_registered_target_fits_the_schema(schema):
+    from mobexport.converters import all_targets
+
+    pattern = schema["properties"]["target"]["pattern"]
+    targets = all_targets()
+    assert targets and all(re.fullmatch(pattern, t.id) for t in targets), [t.id for t in targets]
+    assert not re.fullmatch(pattern, "onnx") and not re.fullmatch(pattern, "ONNX-fp32")
