@@ -130,11 +130,29 @@ def pareto_plot(records: list[dict[str, Any]], out: str | Path, *, y: str = "top
                "`mobexport eval` or use --y params)") if y == "top1" else ""
         raise UsageError(f"nothing to plot: no result for a registered model with a known {y}{why}")
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
-    for ax, (target, pts) in zip(axes[0], panels.items(), strict=True):
+    cols = min(3, len(panels))  # a grid that fits a page, not one long row
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.2 * rows + 0.4), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, (target, pts) in zip(flat, panels.items(), strict=False):
         _draw_panel(ax, target, pts, y)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
     fig.suptitle(title)
-    return _save(fig, plt, out)
+    left_out = _random_left_out(records) if y == "top1" else []
+    if left_out:  # random weights are named, not silently dropped
+        fig.text(0.01, 0.005, "not shown (no meaningful top-1): " + "; ".join(left_out), fontsize=7,
+                 ha="left", va="bottom", wrap=True)
+    return _save(fig, plt, out, bottom=0.04 if left_out else 0.0)
+
+
+def _random_left_out(records: list[dict[str, Any]]) -> list[str]:
+    """``model: <weights tag>`` for each random-weight model of ``records``."""
+    seen = {}
+    for r in records:
+        if is_random_weights(r):
+            seen.setdefault(r["model"], str(r.get("weights", "random weights")))
+    return [f"{m}: {tag}" for m, tag in sorted(seen.items())]
 
 
 def _draw_panel(ax, target: str, pts: list[tuple[float, float, str, str]], y: str) -> None:
@@ -177,11 +195,11 @@ def samples_plot(series: dict[str, list[float]], out: str | Path, *, title: str 
     return _save(fig, plt, out)
 
 
-def _save(fig, plt, out: str | Path) -> Path:
+def _save(fig, plt, out: str | Path, *, bottom: float = 0.0) -> Path:
     out = Path(out)
     if not out.parent.exists():
         raise UsageError(f"cannot write plot {out}: folder {out.parent} does not exist")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     tmp = out.with_name(out.name + ".part")
     fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -52,11 +52,29 @@ def _check_artifact(out: Path, model: str, target: str, shape: list[int]) -> dic
 
 # ---------------------------------------------------------------- a fine-tuned zoo model
 
+def _visual_groups(f, k: int = 10):
+    """k groups of the photos by their features: k-means (farthest-point start, 20 Lloyd steps)."""
+    import torch
+
+    f = f - f.mean(0)
+    cent = [f[0]]
+    for _ in range(k - 1):
+        cent.append(f[torch.cdist(f, torch.stack(cent)).min(1).values.argmax()])
+    cent = torch.stack(cent)
+    for _ in range(20):
+        y = torch.cdist(f, cent).argmin(1)
+        cent = torch.stack([f[y == i].mean(0) if (y == i).any() else cent[i] for i in range(k)])
+    return y
+
+
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory, assets) -> Path:
-    """MobileOne-S0 (10 classes, 256x256): backbone with seeded random weights and randomized BatchNorm
-    statistics, its head fitted for a few hundred steps to 10 groups of the asset photos; saved as Lightning
-    saves a LightningModule whose backbone attribute is ``model``."""
+    """MobileOne-S0 (10 classes, 256x256) fine-tuned as a linear probe: backbone with seeded random weights and
+    randomized BatchNorm statistics (no MobileOne ImageNet weights ship in a package), its head trained for 300
+    Adam steps to classify the asset photos into 10 visual groups (k-means of the backbone's features); saved as
+    Lightning saves a LightningModule whose backbone attribute is ``model``. Arbitrary labels (photo i -> i % 10)
+    are learnable too, but only from feature directions too small for int8 activations: the probe would then
+    measure the random backbone, not the exporter."""
     import torch
 
     from mobexport.api import create_model, get_spec
@@ -72,14 +90,19 @@ def finetuned(tmp_path_factory, assets) -> Path:
     model.head.fc.register_forward_pre_hook(lambda _m, a: feats.append(a[0].detach()))
     with torch.no_grad():
         model(x)
-    y = torch.arange(len(x)) % 10
-    opt = torch.optim.Adam(model.head.fc.parameters(), lr=1e-2)
+    f = feats[0]
+    y = _visual_groups(f)
+    mu, sd = f.mean(0), f.std()  # fit on centred, scaled features; fold the scaling into the head
+    head = torch.nn.Linear(f.shape[1], 10)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-3)
     for _ in range(300):
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model.head.fc(feats[0]), y)
-        loss.backward()
+        torch.nn.functional.cross_entropy(head((f - mu) / sd), y).backward()
         opt.step()
-    assert (model.head.fc(feats[0]).argmax(1) == y).float().mean() > 0.9  # the head learnt the groups
+    with torch.no_grad():
+        model.head.fc.weight.copy_(head.weight / sd)
+        model.head.fc.bias.copy_(head.bias - (head.weight / sd) @ mu)
+        assert (model(x).argmax(1) == y).float().mean() > 0.9  # the head learnt the groups
     ckpt = tmp_path_factory.mktemp("ckpt") / "epoch=2-step=300.ckpt"
     torch.save({"epoch": 2, "global_step": 300, "pytorch-lightning_version": "2.4.0",
                 "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
@@ -264,3 +287,14 @@ def test_bad_input_size_and_class_count(tmp_path, capsys):
     _bad(["onnx", "mobileone_s0", "--input-size", "big"], tmp_path, capsys, "big")
     _bad(["onnx", "mobileone_s0", "--num-classes", "0"], tmp_path, capsys, "num_classes")
     _bad(["onnx", FACTORY, "--input-size", "64", "--num-classes", "10", "--mean", "1,2"], tmp_path, capsys, "--mean")
+
+
+def test_plot_names_the_random_weights_it_leaves_out(tmp_path):
+    from mobexport.benchmarks.plots import _random_left_out, pareto_plot, top1_point
+
+    tag = "random weights (seed 0): latency is real, accuracy is not"
+    rnd = {"model": "mobileone_s1", "target": "onnx-fp32", "min_ms": 3.0, "weights": tag}
+    real = {"model": "mobilenetv2_100", "target": "onnx-fp32", "min_ms": 5.0, "weights": "mobilenet_v2-b0353104.pth"}
+    assert top1_point(rnd) is None  # never the published top-1 for random weights
+    assert _random_left_out([rnd, real]) == [f"mobileone_s1: {tag}"]
+    assert pareto_plot([rnd, real], tmp_path / "p.png").stat().st_size > 0
