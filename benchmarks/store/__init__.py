@@ -5,11 +5,17 @@
 are written in one transaction (nothing half-written). SQLite runs in WAL mode with a busy timeout, every
 write transaction starts with ``BEGIN IMMEDIATE`` and is retried while the database is locked, so concurrent
 writer processes lose no row.
+
+``open_store(url, read_only=True)`` (readers such as ``mobexport results``) never migrates or writes: a SQLite
+file is opened ``mode=ro``, and ``immutable`` when it or its folder cannot be written, so a database on a
+read-only disk, or a file and folder without write permission, can be read. A database that is not ours
+(corrupt, foreign) or newer than this code is refused untouched with a UsageError (exit 2).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -43,9 +49,53 @@ def normalize_url(url: str | None) -> str:
                      hint="use a file path, sqlite:///FILE or postgresql://user@host:port/db")
 
 
-def _sqlite_engine(url: str):
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///FILE`` URL; None for an in-memory database."""
+    db = url.split(":///", 1)[-1]
+    return Path(db) if db and db != ":memory:" else None
+
+
+def _writable(db: Path) -> bool:
+    """Whether ``db`` (when it exists) and its folder may be written: by ``os.access`` (a read-only filesystem,
+    another owner) and by their mode bits, so that a file or folder no one may write (``chmod a-w``) is read-only
+    for root too, whom ``os.access`` lets write anything."""
+    for p in (db, db.parent) if db.exists() else (db.parent,):
+        if not os.access(p, os.W_OK) or not p.stat().st_mode & 0o222:
+            return False
+    return True
+
+
+def _sqlite_ro_uri(db: Path, *, probe: bool = False) -> str:
+    """A read-only SQLite URI for ``db``; ``immutable`` (no lock, no ``-wal``/``-shm`` file made) when nothing can
+    be pending in a write-ahead log and either the file or its folder cannot be written (``mode=ro`` alone needs a
+    ``-shm`` next to a WAL database, which a read-only folder cannot get, and root would make one in a folder
+    marked read-only) or it is only a ``probe`` of a database no one has open (no ``-wal`` file): a database that
+    is refused must be left without the two files a read-only WAL connection leaves behind."""
+    from urllib.parse import quote
+
+    wal = db.with_name(db.name + "-wal")
+    if probe:
+        immutable = not wal.exists()
+    else:
+        immutable = not _writable(db) and (not wal.exists() or wal.stat().st_size == 0)
+    return f"file:{quote(str(db.resolve()))}?mode=ro{'&immutable=1' if immutable else ''}"
+
+
+def _sqlite_engine(url: str, *, read_only: bool = False):
     import sqlalchemy as sa
 
+    if read_only:
+        import sqlite3
+
+        uri = _sqlite_ro_uri(_sqlite_path(url))
+        engine = sa.create_engine("sqlite://", poolclass=sa.pool.NullPool,
+                                  creator=lambda: sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False))
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_ro_connect(dbapi_conn, _record):
+            dbapi_conn.execute("PRAGMA busy_timeout = 60000")
+
+        return engine
     engine = sa.create_engine(url, connect_args={"timeout": 60})
 
     @sa.event.listens_for(engine, "connect")
@@ -64,12 +114,12 @@ def _sqlite_engine(url: str):
     return engine
 
 
-def _check_sqlite_file(db: Path, *, create: bool) -> None:
+def _check_sqlite_file(db: Path, *, create: bool, read_only: bool = False) -> None:
     """Refuse, before anything opens it for writing (WAL mode rewrites the header), a path that is not a
-    mobexport SQLite database: a folder, another kind of file, a damaged database, or another program's
-    database (tables but no ``mobexport_schema``). A missing file is created only when ``create``."""
+    mobexport SQLite database: a folder, another kind of file, a damaged database, another program's
+    database (tables but no ``mobexport_schema``), one written by a newer mobexport, or, unless ``read_only``,
+    one that cannot be written. A missing file is created only when ``create``."""
     import sqlite3
-    from urllib.parse import quote
 
     if not db.exists():
         if not create:
@@ -85,9 +135,11 @@ def _check_sqlite_file(db: Path, *, create: bool) -> None:
     if head and head != b"SQLite format 3\x00":
         raise UsageError(f"results database {db} is not a SQLite database file")
     try:
-        probe = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=60)
+        probe = sqlite3.connect(_sqlite_ro_uri(db, probe=True), uri=True, timeout=60)
         try:
             tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = (probe.execute(f"SELECT max(version) FROM {sch.VERSION_TABLE}").fetchone()[0]
+                       if sch.VERSION_TABLE in tables else 0)
         finally:
             probe.close()
     except sqlite3.Error as e:
@@ -96,16 +148,20 @@ def _check_sqlite_file(db: Path, *, create: bool) -> None:
         raise UsageError(f"results database {db} belongs to another program (tables: "
                          f"{', '.join(sorted(tables)[:5])}); mobexport leaves it alone",
                          hint="pass --db with a mobexport results database or a new file name")
+    sch.refuse_newer(int(version or 0), f"results database {db}")
+    if not read_only and not _writable(db):
+        raise UsageError(f"results database {db} is read-only (no write permission on the file or its folder)",
+                         hint="'mobexport results' can read it; to add results, pass --db with a writable file")
 
 
-def _make_engine(url: str, *, create: bool = True):
+def _make_engine(url: str, *, create: bool = True, read_only: bool = False):
     import sqlalchemy as sa
 
     if url.startswith("sqlite"):
-        db = url.split(":///", 1)[-1]
-        if db and db != ":memory:":
-            _check_sqlite_file(Path(db), create=create)
-        return _sqlite_engine(url)
+        db = _sqlite_path(url)
+        if db is not None:
+            _check_sqlite_file(db, create=create and not read_only, read_only=read_only)
+        return _sqlite_engine(url, read_only=read_only and db is not None)
     try:
         return sa.create_engine(url, pool_pre_ping=True)
     except ImportError as e:  # psycopg missing
@@ -132,21 +188,38 @@ class StoredResult:
 
 
 class ResultStore:
-    def __init__(self, url: str | None = None, *, migrate_to: int | None = None, create: bool = True):
+    def __init__(self, url: str | None = None, *, migrate_to: int | None = None, create: bool = True,
+                 read_only: bool = False):
         self.url = normalize_url(url)
-        self.engine = _make_engine(self.url, create=create)
+        self.read_only = read_only
+        self.engine = _make_engine(self.url, create=create, read_only=read_only)
         import sqlalchemy.exc as sa_exc
 
         try:
-            self.version = self._retry(lambda: self._migrate(migrate_to or sch.LATEST))
+            self.version = self._retry(self._read_version if read_only else
+                                       lambda: self._migrate(migrate_to or sch.LATEST))
         except sa_exc.DatabaseError as e:  # OperationalError, and 'file is not a database' / malformed image
             self.engine.dispose()
             raise UsageError(f"cannot open results database {redact_url(self.url)}: {str(e.orig or e)[:300]}") from e
+        except UsageError:
+            self.engine.dispose()
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def _migrate(self, to_version: int) -> int:
         with self.engine.begin() as conn:
-            return sch.migrate(conn, to_version)
+            return sch.migrate(conn, to_version, name=f"results database {redact_url(self.url)}")
+
+    def _read_version(self) -> int:
+        """The schema version, read without a write (read-only stores never migrate)."""
+        with self.engine.connect() as conn:
+            version = sch.current_version(conn)
+        sch.refuse_newer(version, f"results database {redact_url(self.url)}")
+        if version == 0:
+            raise UsageError(f"results database {redact_url(self.url)} holds no mobexport results (no "
+                             f"{sch.VERSION_TABLE} table)", hint="results are written by 'mobexport bench' and "
+                                                                 "'mobexport serve'")
+        return version
 
     def _retry(self, fn: Callable[[], T], attempts: int = 40) -> T:
         import sqlalchemy.exc as sa_exc
@@ -173,6 +246,7 @@ class ResultStore:
     def add(self, result: BenchmarkResult) -> int:
         """Insert one record and its raw samples atomically; returns the new id. Refuses (PayloadError) a
         record that does not follow result.schema.json."""
+        self._check_writable()
         validate_payload(result.to_dict())
         row = result.to_dict(samples=False)
         if self.version < 2:
@@ -191,8 +265,13 @@ class ResultStore:
 
         return self._retry(_tx)
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise UsageError(f"results database {redact_url(self.url)} was opened read-only")
+
     def add_lookup_table(self, table: dict[str, Any]) -> int:
         """Store a per-block latency lookup table (``LatencyTable.to_dict()``) with its provenance."""
+        self._check_writable()
         if self.version < 3:
             raise UsageError(f"results database {redact_url(self.url)} is at schema v{self.version}; lookup tables "
                              "need v3")
@@ -228,8 +307,7 @@ class ResultStore:
         import sqlalchemy as sa
 
         r = sch.results
-        cols = [c for c in r.c if self.version >= 2 or not c.name.startswith("thermal_")]
-        stmt = sa.select(*cols).order_by(r.c.id)
+        stmt = sa.select(*self._result_columns()).order_by(r.c.id)
         if model:
             stmt = stmt.where(r.c.model.like(_glob_to_like(model), escape="\\"))
         if target:
@@ -249,11 +327,16 @@ class ResultStore:
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(sch.results).where(sch.results.c.id == result_id)).mappings().first()
+            row = conn.execute(sa.select(*self._result_columns()).where(sch.results.c.id == result_id)
+                               ).mappings().first()
             if row is None:
                 raise UsageError(f"no result with id {result_id} in {redact_url(self.url)}")
             raw = self._samples_for(conn, [result_id])
         return self._to_stored(dict(row), raw.get(result_id))
+
+    def _result_columns(self) -> list:
+        """The ``results`` columns this database has (a read-only v1 database lacks the thermal columns)."""
+        return [c for c in sch.results.c if self.version >= 2 or not c.name.startswith("thermal_")]
 
     def samples(self, result_id: int) -> list[float]:
         return self.get(result_id).result.samples_ms
@@ -301,7 +384,9 @@ def _glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
-def open_store(url: str | None = None, *, migrate_to: int | None = None, create: bool = True) -> ResultStore:
-    """The store at ``url``, migrated; ``create=False`` (readers such as ``mobexport results``) refuses a SQLite
-    file that does not exist instead of creating an empty one."""
-    return ResultStore(url, migrate_to=migrate_to, create=create)
+def open_store(url: str | None = None, *, migrate_to: int | None = None, create: bool = True,
+               read_only: bool = False) -> ResultStore:
+    """The store at ``url``, migrated; ``create=False`` refuses a SQLite file that does not exist instead of
+    creating an empty one; ``read_only=True`` (readers such as ``mobexport results``; implies ``create=False``)
+    neither migrates nor writes, and reads a database whose file or folder cannot be written."""
+    return ResultStore(url, migrate_to=migrate_to, create=create, read_only=read_only)

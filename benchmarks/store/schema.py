@@ -164,15 +164,23 @@ def current_version(conn: sa.Connection) -> int:
     return int(v or 0)
 
 
-def migrate(conn: sa.Connection, to_version: int = LATEST) -> int:
-    """Bring the database to ``to_version`` inside the caller's (locked) transaction; returns the version."""
+def refuse_newer(version: int, name: str = "results database") -> None:
+    """UsageError (exit 2) for a database written by a newer mobexport: its tables are not the ones this code
+    knows, so it is neither read nor written."""
+    if version > LATEST:
+        from mobexport.exporter.errors import UsageError
+
+        raise UsageError(f"{name} has schema v{version}, newer than this mobexport (v{LATEST}); it is left as it is",
+                         hint="upgrade mobexport (pip install -U mobexport) to use it, or pass another --db")
+
+
+def migrate(conn: sa.Connection, to_version: int = LATEST, *, name: str = "results database") -> int:
+    """Bring the database to ``to_version`` inside the caller's (locked) transaction; returns the version. A
+    newer database is refused before anything is written."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
     v = current_version(conn)
-    if v > LATEST:
-        from mobexport.exporter.errors import UsageError
-
-        raise UsageError(f"results database has schema v{v}, newer than this mobexport (v{LATEST}); upgrade mobexport")
+    refuse_newer(v, name)
     if v == 0:
         version_table.create(conn, checkfirst=True)
         conn.execute(version_table.insert().values(id=1, version=0))

@@ -26,7 +26,9 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from mobexport.benchmarks.store import open_store
 
-    with open_store(args.db, create=False) as store:  # a mistyped --db is an error, not a new empty file
+    # A reader: a mistyped --db is an error, not a new empty file; nothing is migrated or written, so a database
+    # on a read-only disk (or a file and folder without write permission) is read as it is.
+    with open_store(args.db, create=False, read_only=True) as store:
         if args.samples is not None:
             return _samples(store, args)
         rows = [s.to_dict() for s in store.query(model=args.model, target=args.target, harness=args.harness,
