@@ -9,20 +9,28 @@
                                                           limit= says otherwise; after=ID continues a listing
   GET  /api/v1/results/{id}                               one record with its raw samples
 
-With a token set, every endpoint needs ``Authorization: Bearer <token>`` (401 otherwise). A request from
-another web origin (an ``Origin`` header naming another site) is refused with 403, and so is, without a token,
-one addressed to a host name other than 127.0.0.1/localhost (DNS rebinding); a POST not declared
-``application/json`` is refused with 415 (what a web page could send cross-site without a preflight). A POST body over
-1 MiB is refused with 413 before it is read in full; malformed JSON → 400; a schema violation → 422 with the
-reason. A record is stored in one transaction or not at all. Binds 127.0.0.1 unless told otherwise, and any
-other host requires a token.
+  GET  /openapi.json                                      the API's OpenAPI document (no /docs page: it loads
+                                                          its scripts from a CDN)
+
+With a token set, every endpoint, /openapi.json included, needs ``Authorization: Bearer <token>`` (401
+otherwise). A request from another web origin (an ``Origin`` header naming another site) is refused with 403, and
+so is, without a token, one addressed to a host name other than 127.0.0.1/localhost (DNS rebinding); a POST not
+declared ``application/json`` is refused with 415 (what a web page could send cross-site without a preflight). A
+POST body over 1 MiB is refused with 413 before it is read in full, one not received within the body timeouts
+with 408; malformed JSON → 400; a schema violation → 422 with the reason. Parsing, validation and database
+work run in worker threads, never on the event loop. A bundle is zipped once per version and the zip kept for
+the server's lifetime. A record is stored in one transaction or not at all. Binds 127.0.0.1 unless told
+otherwise, and any other host requires a token.
 """
 
 # No ``from __future__ import annotations``: FastAPI resolves the endpoints' annotations (Request), which are
 # imported inside functions, at definition time.
 import contextlib
+import errno
+import hashlib
 import hmac
 import json
+import os
 import re
 import socket
 import tempfile
@@ -41,9 +49,12 @@ MAX_MANIFEST = 1 << 20
 PAGE = 1000  # results per listing unless ?limit= says otherwise; ?after=ID continues
 MAX_LIMIT = 100_000
 MAX_ID = 2 ** 31 - 1  # the id column is a 32-bit integer on PostgreSQL
+BODY_IDLE_TIMEOUT = 10.0  # seconds a POST body may stall between two chunks → 408
+BODY_TIMEOUT = 60.0  # seconds for a whole POST body (1 MiB at ~17 KiB/s) → 408
 _NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 ERRORS = {400: "malformed request or name", 401: "missing or wrong token", 403: "cross-origin or foreign host",
-          404: "no such artifact or result", 413: "body over the size limit", 415: "body not application/json",
+          404: "no such artifact or result", 408: "request body not received in time",
+          413: "body over the size limit", 415: "body not application/json",
           422: "record does not follow result.schema.json"}
 MANIFEST = "manifest.json"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -106,13 +117,51 @@ def resolve_artifact(root: Path, model: str, target: str) -> tuple[Path, dict[st
     return hit
 
 
-def _zip_dir(folder: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(suffix=".zip", prefix="mobexport-")
-    with open(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.rglob("*")):
-            if f.is_file() and not f.is_symlink():
-                zf.write(f, Path(folder.name) / f.relative_to(folder))
-    return Path(tmp)
+def _bundle_files(folder: Path) -> list[Path]:
+    """The regular files of a bundle, in a fixed order (links are left out: they could point anywhere)."""
+    return [f for f in sorted(folder.rglob("*")) if f.is_file() and not f.is_symlink()]
+
+
+class BundleCache:
+    """Zips of bundle artifacts (``.mlpackage`` folders), each made once per artifact version and kept on disk
+    in a private temporary folder removed when the server's process ends. A version is the bundle's path, its
+    manifest and every file's name, size and mtime: a new export of the same model/target is a new zip (and the
+    old one is deleted). Concurrent requests for the same bundle wait for the one zip being written."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="mobexport-bundles-")
+        self.folder = Path(self._tmp.name)
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def zip_of(self, bundle: Path, manifest: dict[str, Any]) -> Path:
+        files = _bundle_files(bundle)
+        version = hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode())
+        for f in files:
+            st = f.stat()
+            version.update(f"\0{f.relative_to(bundle)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        stem = hashlib.sha256(str(bundle).encode()).hexdigest()[:24]
+        path = self.folder / f"{stem}-{version.hexdigest()[:24]}.zip"
+        with self._guard:
+            lock = self._locks.setdefault(stem, threading.Lock())
+        with lock:
+            if not path.exists():
+                self._write(bundle, files, path)
+                for old in self.folder.glob(f"{stem}-*.zip"):
+                    if old != path:
+                        old.unlink(missing_ok=True)  # an earlier version; a download still sending it keeps it open
+        return path
+
+    def _write(self, bundle: Path, files: list[Path], path: Path) -> None:
+        fd, part = tempfile.mkstemp(suffix=".part", dir=self.folder)
+        try:
+            with open(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+                for f in files:
+                    zf.write(f, Path(bundle.name) / f.relative_to(bundle))
+            os.replace(part, path)
+        except BaseException:
+            Path(part).unlink(missing_ok=True)
+            raise
 
 
 def _check_origin(request, *, loopback_only: bool) -> None:
@@ -146,22 +195,42 @@ def _require_json(request) -> None:
         raise HTTPException(415, "send the record as Content-Type: application/json")
 
 
-async def _read_limited(request, limit: int) -> bytes:
+async def _read_limited(request, limit: int, timeouts: tuple[float, float] = (BODY_IDLE_TIMEOUT, BODY_TIMEOUT)) -> bytes:
+    """The body, refused with 413 past ``limit`` bytes and with 408 when a chunk takes more than ``timeouts[0]``
+    seconds to come or the whole body more than ``timeouts[1]`` (a client that stalls mid-body would otherwise
+    hold its connection forever)."""
+    import asyncio
+
     from fastapi import HTTPException
+    from starlette.requests import ClientDisconnect
 
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, f"request body over {limit} bytes")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeouts[1]
+    chunks = request.stream().__aiter__()
     body = bytearray()
-    async for chunk in request.stream():
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), min(timeouts[0], deadline - loop.time()))
+        except StopAsyncIteration:
+            return bytes(body)
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"request body not received in time ({len(body)} bytes in)",
+                                headers={"Connection": "close"}) from None
+        except ClientDisconnect:
+            raise HTTPException(400, "client disconnected before the body was complete") from None
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"request body over {limit} bytes")
-    return bytes(body)
 
 
 def create_app(db_url: str | None = None, *, token: str | None = None, artifacts_dir: str | Path = "exports",
-               max_body: int = MAX_BODY, page: int = PAGE):
+               max_body: int = MAX_BODY, page: int = PAGE,
+               body_timeouts: tuple[float, float] = (BODY_IDLE_TIMEOUT, BODY_TIMEOUT)):
+    """The app over the store at ``db_url``. ``body_timeouts``: (seconds between two chunks of a POST body,
+    seconds for the whole body), past either → 408."""
     from fastapi import Depends, FastAPI, HTTPException, Request
 
     store = open_store(db_url)
@@ -174,16 +243,23 @@ def create_app(db_url: str | None = None, *, token: str | None = None, artifacts
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
 
+    # No /docs or /redoc: FastAPI's pages load their scripts and styles from a CDN (nothing offline, and a third
+    # party's code next to the token). The OpenAPI document is a route like the others, behind the same checks.
     app = FastAPI(title="mobexport results server", version="1", dependencies=[Depends(auth)],
-                  responses=_errors(401, 403))
+                  responses=_errors(401, 403), docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
+    app.state.bundles = BundleCache()
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/api/v1/health")
     def health() -> dict[str, Any]:
         return {"ok": True, "schema_version": store.version, "results": store.count()}
 
     _artifact_routes(app, Path(artifacts_dir))
-    _result_routes(app, store, max_body, page)
+    _result_routes(app, store, max_body, page, body_timeouts)
     return app
 
 
@@ -205,7 +281,6 @@ def _result_body() -> dict[str, Any]:
 
 def _artifact_routes(app, root: Path) -> None:
     from fastapi.responses import FileResponse
-    from starlette.background import BackgroundTask
 
     @app.get("/api/v1/artifacts")
     def artifacts() -> list[dict[str, Any]]:
@@ -218,36 +293,43 @@ def _artifact_routes(app, root: Path) -> None:
     @app.get("/api/v1/artifacts/{model}/{target}/download", responses={
         200: {"description": "the artifact file, or a zip of a bundle",
               "content": {"application/octet-stream": {}, "application/zip": {}}}, **_errors(400, 404)})
-    def download(model: str, target: str):
-        path, _ = resolve_artifact(root, model, target)
+    def download(model: str, target: str):  # a worker thread: zipping a bundle never holds up the event loop
+        path, manifest = resolve_artifact(root, model, target)
         if path.is_dir():
-            z = _zip_dir(path)
-            return FileResponse(z, filename=path.name + ".zip", media_type="application/zip",
-                                background=BackgroundTask(z.unlink, missing_ok=True))
+            return FileResponse(app.state.bundles.zip_of(path, manifest), filename=path.name + ".zip",
+                                media_type="application/zip")
         return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
 
-def _result_routes(app, store, max_body: int, page: int) -> None:
+def _store_record(store, body: bytes) -> dict[str, Any]:
+    """Parse, validate and store one posted record (in a worker thread: a 100,000-sample record takes long enough
+    to parse and check that, on the event loop, every other request would wait for it)."""
+    from fastapi import HTTPException
+
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 4300+ digit number, deep nesting
+        raise HTTPException(400, f"malformed JSON: {str(e)[:200]}") from None
+    try:
+        result = BenchmarkResult.from_dict(payload)  # result.schema.json and what the database can hold
+        rid = store.add(result)
+    except PayloadError as e:
+        raise HTTPException(422, e.reason) from None
+    return {"id": rid, "model": result.model, "target": result.target, "harness": result.harness,
+            "min_ms": result.min_ms}
+
+
+def _result_routes(app, store, max_body: int, page: int, body_timeouts: tuple[float, float]) -> None:
     from fastapi import HTTPException, Query, Request
     from fastapi import Path as FastPath
     from starlette.concurrency import run_in_threadpool
 
     @app.post("/api/v1/results", status_code=201, openapi_extra=_result_body(),
-              responses=_errors(400, 413, 415, 422))
+              responses=_errors(400, 408, 413, 415, 422))
     async def post_result(request: Request) -> dict[str, Any]:
         _require_json(request)
-        body = await _read_limited(request, max_body)
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 4300+ digit number, deep nesting
-            raise HTTPException(400, f"malformed JSON: {str(e)[:200]}") from None
-        try:
-            result = BenchmarkResult.from_dict(payload)
-        except PayloadError as e:
-            raise HTTPException(422, e.reason) from None
-        rid = await run_in_threadpool(store.add, result)
-        return {"id": rid, "model": result.model, "target": result.target, "harness": result.harness,
-                "min_ms": result.min_ms}
+        body = await _read_limited(request, max_body, body_timeouts)
+        return await run_in_threadpool(_store_record, store, body)
 
     @app.get("/api/v1/results")
     def results(model: str | None = Query(None, max_length=128, pattern=_NO_NUL),
@@ -266,10 +348,34 @@ def _result_routes(app, store, max_body: int, page: int) -> None:
             raise HTTPException(404, f"no result with id {result_id}") from None
 
 
-def run(app, host: str = "127.0.0.1", port: int = 8765, *, log_level: str = "info") -> None:
+def listen_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A socket bound to ``host:port`` (0 = any free port), bound before anything else starts, so a port in use
+    or an address this machine does not have is a UsageError (exit 2) naming it, not a server that dies after
+    start-up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT port is free; a listening one is not
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} is in use on {host}: another server is listening there",
+                             hint="pass --port N with a free port, or stop the other server") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                         hint="pass --host with an address of this machine (default 127.0.0.1)") from None
+    return sock
+
+
+def run(app, sock: socket.socket, *, log_level: str = "info") -> None:
+    """Serve ``app`` on ``sock`` (from ``listen_socket``) until interrupted."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @contextlib.contextmanager
@@ -280,9 +386,7 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> Iterator[str
 
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listen_socket(host, port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -19,16 +19,27 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from mobexport.benchmarks import server
     from mobexport.exporter.errors import UsageError
 
     server.check_bind(args.host, args.token)
     if not 0 < args.port < 65536:
         raise UsageError(f"invalid port {args.port}")
+    if not Path(args.artifacts).is_dir():
+        raise UsageError(f"artifacts folder {args.artifacts} does not exist" if not Path(args.artifacts).exists()
+                         else f"--artifacts {args.artifacts} is not a folder",
+                         hint="pass --artifacts DIR with the folder 'mobexport export --out' wrote to (default exports)")
     from mobexport.benchmarks.store import redact_url
 
-    app = server.create_app(args.db, token=args.token, artifacts_dir=args.artifacts)
+    sock = server.listen_socket(args.host, args.port)  # a busy port is exit 2 before the database is opened
+    try:
+        app = server.create_app(args.db, token=args.token, artifacts_dir=args.artifacts)
+    except BaseException:
+        sock.close()
+        raise
     notice(f"mobexport serve: http://{args.host}:{args.port}/api/v1 (artifacts from {args.artifacts}, "
            f"results into {redact_url(app.state.store.url)}{', token required' if args.token else ''})")
-    server.run(app, args.host, args.port)
+    server.run(app, sock)
     return 0
