@@ -280,16 +280,36 @@ def _run_steps(state: ExportState, converter: Converter, progress) -> dict[str, 
         try:
             step(state, converter)
         except ConversionError as e:
+            _raise_if_disk_full(e, name, state)
             if e.step:
                 raise
             raise _located(e, name, state) from e
         except MobexportError:
             raise
         except Exception as e:  # a backend's own exception: wrap it, naming where it happened
+            _raise_if_disk_full(e, name, state)
             raise ConversionError(f"{type(e).__name__}: {e}", step=name, model=state.model_name,
                                   target=state.target.id) from e
         timings[name] = time.perf_counter() - t0
     return timings
+
+
+def _raise_if_disk_full(e: BaseException, step: str, state: ExportState) -> None:
+    """A full disk (ENOSPC or EDQUOT anywhere in the exception's chain) is the user's to fix, not a conversion
+    failure: UsageError (exit 2) naming the output folder and the space left on it."""
+    import errno
+
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            out = state.workdir.parent.parent if state.workdir else Path.cwd()  # staging is OUT/model/.target.tmp-*
+            free = shutil.disk_usage(out).free / 2 ** 20
+            raise UsageError(f"no space left on the disk of {out} while writing {state.model_name} → "
+                             f"{state.target.id} ({step} step): {free:.1f} MiB free",
+                             hint="free some space, or pass --out DIR on a disk with room") from e
+        cause = cause.__cause__ or cause.__context__
 
 
 def _located(e: ConversionError, step: str, state: ExportState) -> ConversionError:

@@ -1,0 +1,48 @@
+"""A full disk during an export is the user's to fix (exit 2 naming the output folder and its free space), not a
+"conversion failure" (exit 4): a real ONNX export into a 1 MiB tmpfs (needs root to mount it)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from mobexport.cli import main
+
+pytest.importorskip("onnx")
+
+FACTORY = '''
+import torch.nn as nn
+
+
+def wide():  # ~6 MB of weights: more than the 1 MiB disk holds
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 32 * 32, 192))
+'''
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_is_a_usage_error_naming_the_out_folder(tiny_disk, tmp_path, capsys):
+    """Before: the backend's OSError (ENOSPC) was wrapped as a ConversionError, exit 4."""
+    src = tmp_path / "wide.py"
+    src.write_text(FACTORY)
+    code = main(["onnx", f"{src}:wide", "--input-size", "32", "--out", str(tiny_disk)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "no space left" in err and str(tiny_disk) in err and "MiB free" in err
+    assert "Traceback" not in err
+    assert not [p for p in tiny_disk.rglob("*") if p.is_file()]  # the staging folder went with the failure
