@@ -59,7 +59,7 @@ class Availability:
     install_hint: str = ""
 
     @classmethod
-    def check_modules(cls, modules: list[str], extra: str) -> Availability:
+    def check_modules(cls, modules: tuple[str, ...] | list[str], extra: str) -> Availability:
         """ok if every module imports; otherwise the first failure and ``pip install 'mobexport[extra]'``."""
         import importlib
 
@@ -93,13 +93,15 @@ class Runner(ABC):
     compute_unit: str = "cpu"
     threads: int | None = None  # intra-op threads the runtime was given (None: the runtime has no such setting)
 
-    @abstractmethod
+    _x: Any = None  # the input set_input holds for invoke
+
     def native_input(self, x: np.ndarray) -> np.ndarray:
         """Turn a float NCHW input (preprocessed per the spec) into the artifact's native input (dtype, layout,
         quantization)."""
+        return np.ascontiguousarray(x, dtype=np.float32)
 
-    @abstractmethod
-    def set_input(self, x: np.ndarray) -> None: ...
+    def set_input(self, x: np.ndarray) -> None:
+        self._x = x
 
     @abstractmethod
     def invoke(self) -> None: ...
@@ -277,9 +279,14 @@ class Converter(ABC):
     def artifact_filename(self, state: ExportState) -> str:
         return f"{state.model_name}{self.extension}"
 
+    manifest_reports: tuple[str, ...] = ()  # state.reports entries the manifest carries ({} when absent)
+
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
-        """Format-specific manifest entries (e.g. quantization recipe, edgetpu_cpu_fallback)."""
-        return {}
+        """Format-specific manifest entries: ``manifest_reports``, then the quantization recipe if there is one."""
+        extras = {k: state.reports.get(k, {}) for k in self.manifest_reports}
+        if "quantization" in state.reports:
+            extras["quantization"] = state.reports["quantization"]
+        return extras
 
     packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest
 
@@ -287,13 +294,18 @@ class Converter(ABC):
         """Versions of the backend packages used (recorded in the manifest)."""
         return package_versions(self.packages)
 
-    @abstractmethod
+    modules: tuple[str, ...] = ()  # what must import to convert; else ``pip install 'mobexport[<format>]'``
+    runtime_modules: tuple[str, ...] | None = None  # what must import to run the artifacts (None: as to convert)
+
     def is_available(self) -> Availability:
         """Can this host *convert* to the format?"""
+        return Availability.check_modules(self.modules, self.format)
 
     def runtime_available(self) -> Availability:
         """Can this host *run* the format's artifacts? (Core ML off macOS, TensorRT without CUDA: no.)"""
-        return self.is_available()
+        if self.runtime_modules is None:
+            return self.is_available()
+        return Availability.check_modules(self.runtime_modules, self.format)
 
     @abstractmethod
     def convert(self, state: ExportState, out_path: Path) -> Path:

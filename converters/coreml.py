@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from mobexport.exporter.errors import CalibrationError, ConversionError, UsageError, ValidationError
+
 from . import register_converter
 from .base import Artifact, Availability, Converter, ExportState, Options, Runner, Target, option
 
@@ -47,24 +49,21 @@ QUANT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 CALIBRATION_STEPS = 32
 
 
-class _Normalize:
-    """Module factory: ``(x - mean) / std`` in front of the network, for ImageType inputs in [0, 1]."""
+def _normalized(model, mean, std):
+    """``(x - mean) / std`` in front of the network, for ImageType inputs in [0, 1]."""
+    import torch
 
-    @staticmethod
-    def wrap(model, mean, std):
-        import torch
+    class Normalized(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+            self.register_buffer("scale", 1.0 / torch.tensor(std).view(1, -1, 1, 1))
+            self.register_buffer("shift", -torch.tensor(mean).view(1, -1, 1, 1) / torch.tensor(std).view(1, -1, 1, 1))
 
-        class Normalized(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.net = model
-                self.register_buffer("scale", 1.0 / torch.tensor(std).view(1, -1, 1, 1))
-                self.register_buffer("shift", -torch.tensor(mean).view(1, -1, 1, 1) / torch.tensor(std).view(1, -1, 1, 1))
+        def forward(self, x):
+            return self.net(x * self.scale + self.shift)
 
-            def forward(self, x):
-                return self.net(x * self.scale + self.shift)
-
-        return Normalized().eval()
+    return Normalized().eval()
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,6 @@ class CoreMLOptions(Options):
 
     def check(self, target: Target) -> None:
         if target.scheme == "w8a8" and MIN_TARGETS.index(self.min_target) < MIN_TARGETS.index("iOS17"):
-            from mobexport.exporter.errors import UsageError
-
             raise UsageError(f"coreml-w8a8 needs --min-target iOS17 or later (activation quantize ops), "
                              f"got {self.min_target}")
 
@@ -88,8 +85,6 @@ def quantize_w8a8(model, calibration: list[np.ndarray], example):
     """Int8 weights + activations with coremltools' torch LinearQuantizer, observers fed real photos."""
     import torch
     from coremltools.optimize.torch.quantization import LinearQuantizer, LinearQuantizerConfig
-
-    from mobexport.exporter.errors import CalibrationError
 
     if not calibration:
         raise CalibrationError("coreml-w8a8 needs calibration photos: pass --calibration DIR or run `make assets`")
@@ -101,8 +96,6 @@ def quantize_w8a8(model, calibration: list[np.ndarray], example):
     try:
         prepared = quantizer.prepare(example_inputs=(example,), inplace=False)
     except Exception as e:  # torch.fx cannot trace the model (shape-dependent Python in attention blocks)
-        from mobexport.exporter.errors import ConversionError
-
         raise ConversionError(
             f"coreml-w8a8 needs a model torch.fx can trace (coremltools' activation quantizer works on an fx "
             f"graph); this one is not: {type(e).__name__}: {str(e).splitlines()[0][:160]}",
@@ -123,8 +116,6 @@ def _trace(module, example):
         ref, out = module(example), traced(example)
     err = float((ref - out).abs().max()) / max(float(ref.abs().max()), 1e-12)
     if not err <= 1e-5:
-        from mobexport.exporter.errors import ConversionError
-
         raise ConversionError(f"jit.trace output differs from eager (rel max error {err:.3g}): "
                               "the model has data-dependent control flow", step="convert")
     return traced
@@ -144,8 +135,8 @@ def _io(state: ExportState, image_input: bool, num_classes: int) -> dict[str, An
     c, h, w = state.spec.input_size
     inp = {"name": "input", "shape": [1, c, h, w], "dtype": "float32", "layout": "NCHW"}
     if image_input:
-        inp = {"name": "input", "shape": [1, c, h, w], "dtype": "uint8", "layout": "image",
-               "color": state.spec.color, "preprocessing": "baked in (scale 1/255, mean/std)"}
+        inp.update(dtype="uint8", layout="image", color=state.spec.color,
+                   preprocessing="baked in (scale 1/255, mean/std)")
     return {"inputs": [inp], "outputs": [{"name": "logits", "shape": [1, num_classes], "dtype": "float32"}]}
 
 
@@ -177,12 +168,11 @@ class CoreMLRunner(Runner):
         self.runtime_version = ct.__version__
         self.image = json.loads(meta.get(f"{META_PREFIX}image_input", "false"))
         self.pp = json.loads(meta.get(f"{META_PREFIX}preprocessing", "{}"))
-        self._x: Any = None
         self._y: dict[str, Any] = {}
 
     def native_input(self, x: np.ndarray):
         if not self.image:
-            return np.ascontiguousarray(x, dtype=np.float32)
+            return super().native_input(x)
         from PIL import Image
 
         mean = np.asarray(self.pp["mean"], np.float32).reshape(-1, 1, 1)
@@ -191,9 +181,6 @@ class CoreMLRunner(Runner):
         if self.pp.get("color") == "BGR":  # Core ML's BGR ImageType swaps a (RGB) PIL image itself
             pix = pix[::-1]
         return Image.fromarray(np.ascontiguousarray(pix.transpose(1, 2, 0)), "RGB")
-
-    def set_input(self, x) -> None:
-        self._x = x
 
     def invoke(self) -> None:
         self._y = self.model.predict({"input": self._x})
@@ -238,9 +225,8 @@ class CoreMLConverter(Converter):
     runtime_name = "Core ML"
     default_scheme = "fp16"
     extension = ".mlpackage"
-
-    def is_available(self) -> Availability:
-        return Availability.check_modules(["coremltools"], "coreml")
+    modules = ("coremltools",)
+    manifest_reports = ("coreml", "ane_lint")
 
     def runtime_available(self) -> Availability:
         if sys.platform != "darwin":
@@ -262,8 +248,6 @@ class CoreMLConverter(Converter):
         state.reports["ane_lint"] = lint.to_dict()
         _notice(lint.summary())
         if opts.strict_ane and not lint.ok:
-            from mobexport.exporter.errors import ValidationError
-
             for f in lint.findings[:20]:
                 _notice(f"  {f.rule}: {f.op_type} {f.op_name} {f.layer} ({f.detail})")
             raise ValidationError(f"--strict-ane: {lint.ops_flagged} op(s) flagged by the Neural Engine lint",
@@ -287,7 +271,7 @@ class CoreMLConverter(Converter):
         if state.target.scheme == "w8a8":
             module = quantize_w8a8(module, state.calibration, state.example_input)
         if opts.image_input:
-            module = _Normalize.wrap(module, state.spec.mean, state.spec.std)
+            module = _normalized(module, state.spec.mean, state.spec.std)
             example = (state.example_input - state.example_input.min()) / (
                 state.example_input.max() - state.example_input.min())
         else:
@@ -316,17 +300,14 @@ class CoreMLConverter(Converter):
         return CoreMLRunner(Path(artifact.path))  # Core ML schedules its own threads
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
-        extras: dict[str, Any] = {"coreml": state.reports.get("coreml", {}),
-                                  "ane_lint": state.reports.get("ane_lint", {})}
-        if self.runtime_available().ok:
-            cu = extras["coreml"].get("compute_units", "ALL")
-            try:
-                extras["compute_plan"] = compute_plan_placement(artifact_path, cu)
-            except Exception as e:  # placement is informative; the fidelity check is the gate
-                extras["compute_plan"] = {"error": f"{type(e).__name__}: {e}"}
-        else:
-            extras["compute_plan"] = {"status": "UNVALIDATED_NO_RUNTIME",
-                                      "reason": self.runtime_available().reason}
+        extras, rt = super().manifest_extras(state, artifact_path), self.runtime_available()
+        if not rt.ok:
+            extras["compute_plan"] = {"status": "UNVALIDATED_NO_RUNTIME", "reason": rt.reason}
+            return extras
+        try:
+            extras["compute_plan"] = compute_plan_placement(artifact_path, extras["coreml"].get("compute_units", "ALL"))
+        except Exception as e:  # placement is informative; the fidelity check is the gate
+            extras["compute_plan"] = {"error": f"{type(e).__name__}: {e}"}
         return extras
 
     def embed_metadata(self, artifact_path: Path, metadata: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import base, register_converter
-from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
+from .base import Artifact, Converter, ExportState, Runner, Target, unsupported_op_from
 
 OPSET = 18
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
@@ -39,14 +39,7 @@ class OnnxRunner(Runner):
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.runtime_version = ort.__version__
         self.input_name = self.session.get_inputs()[0].name
-        self._x: np.ndarray | None = None
         self._y: list[np.ndarray] = []
-
-    def native_input(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    def set_input(self, x: np.ndarray) -> None:
-        self._x = x
 
     def invoke(self) -> None:
         self._y = self.session.run(None, {self.input_name: self._x})
@@ -154,9 +147,8 @@ class OnnxConverter(OnnxFile, Converter):
     Options = OnnxOptions
     runtime_name = "onnxruntime"
     packages = ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim")
-
-    def is_available(self) -> Availability:
-        return Availability.check_modules(["onnx", "onnxscript", "onnxruntime"], "onnx")
+    modules, runtime_modules = ("onnx", "onnxscript", "onnxruntime"), ("onnxruntime",)
+    manifest_reports = ("onnx",)
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         o = OnnxOptions.of(state)
@@ -186,9 +178,3 @@ class OnnxConverter(OnnxFile, Converter):
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
             problems.append("initializers stored as external data (artifact is not self-contained)")
         return problems
-
-    def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
-        return {"onnx": state.reports.get("onnx", {})}
-
-    def runtime_available(self) -> Availability:
-        return Availability.check_modules(["onnxruntime"], "onnx")

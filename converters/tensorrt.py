@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from mobexport.exporter.errors import CalibrationError, ConversionError
 from mobexport.exporter.status import Status
 
-from . import base, register_converter
+from . import register_converter
 from .base import Availability, Converter, ExportState, GeneralOptions, Options, Target, option
 from .onnx import OnnxFile, build_onnx, node_counts
 
@@ -146,8 +147,6 @@ def quantize_qdq(src: Path, dst: Path, images: list[np.ndarray], spec, plan=None
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from mobexport.exporter.errors import CalibrationError
-
     if not images:
         raise CalibrationError("tensorrt-w8a8 needs calibration photos: pass --calibration DIR or run `make assets`")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
@@ -252,16 +251,12 @@ class TensorRTConverter(OnnxFile, Converter):
     runtime_name = "onnxruntime (the engine's ONNX)"
     default_scheme = "fp16"
     range_search = True
-
-    def is_available(self) -> Availability:
-        return Availability.check_modules(["onnx", "onnxruntime"], "tensorrt")
-
-    def runtime_available(self) -> Availability:
-        """The artifact is the engine's ONNX; onnxruntime runs it (fp16 and Q/DQ). Engine: ``engine_available``."""
-        return Availability.check_modules(["onnxruntime"], "tensorrt")
+    packages = modules = ("onnx", "onnxruntime")
+    # the artifact is the engine's ONNX; onnxruntime runs it (fp16 and Q/DQ). Engine: ``engine_available``
+    runtime_modules = ("onnxruntime",)
 
     def tool_versions(self) -> dict[str, str]:
-        versions = base.package_versions(("onnx", "onnxruntime"))
+        versions = super().tool_versions()
         if engine_available().ok:
             import tensorrt
 
@@ -270,8 +265,6 @@ class TensorRTConverter(OnnxFile, Converter):
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         import onnx
-
-        from mobexport.exporter.errors import ConversionError
 
         opts = asdict(TensorRTOptions.of(state))
         dep = state.dependencies.get("onnx-fp32")
@@ -320,12 +313,10 @@ class TensorRTConverter(OnnxFile, Converter):
         return {"status": unvalidated, "reason": reason, **info, "options": opts}
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
-        extras = {"tensorrt_engine": state.reports.get("tensorrt_engine", {}),
-                  "onnx_for_engine": {"precision": state.target.scheme, "nodes": dict(node_counts(artifact_path)),
-                                      "validated_with": "onnxruntime (CPU)"}}
-        if "quantization" in state.reports:
-            extras["quantization"] = state.reports["quantization"]
-        return extras
+        return {"tensorrt_engine": state.reports.get("tensorrt_engine", {}),
+                "onnx_for_engine": {"precision": state.target.scheme, "nodes": dict(node_counts(artifact_path)),
+                                    "validated_with": "onnxruntime (CPU)"},
+                **super().manifest_extras(state, artifact_path)}
 
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         import onnx

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import base, register_converter
-from .base import Artifact, Availability, Converter, ExportState, Runner, Target, unsupported_op_from
+from .base import Artifact, Converter, ExportState, Runner, Target, unsupported_op_from
 
 METADATA_NAME = "mobexport"
 # Coral Edge TPU compiler's documented supported operations (coral.ai/docs/edgetpu/models-intro), as TFLite
@@ -45,11 +45,6 @@ class TFLiteOptions(base.Options):
 
 def _nhwc(state: ExportState) -> bool:
     return TFLiteOptions.of(state).nhwc
-
-
-def _quiet() -> None:
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class TFLiteRunner(Runner):
@@ -119,7 +114,8 @@ def inspect_ops(path: Path) -> dict[str, Any]:
 
 
 def _convert_litert(state: ExportState, quant_config=None, model=None):
-    _quiet()
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import litert_torch
     import torch
 
@@ -138,12 +134,6 @@ def _convert_litert(state: ExportState, quant_config=None, model=None):
             raise
 
 
-def _calib_arrays(state: ExportState) -> list[np.ndarray]:
-    if _nhwc(state):
-        return [np.ascontiguousarray(c.transpose(0, 2, 3, 1)) for c in state.calibration]
-    return [np.ascontiguousarray(c) for c in state.calibration]
-
-
 def _activation_qsvs(float_path: Path, state: ExportState, plan=None) -> dict[str, dict[str, np.ndarray]]:
     """Per-tensor int8 ranges of every activation (``quantization.ranges``, relative-MSE clipping), measured
     by running the float .tflite on the calibration photos; the input is pinned to the preprocessing range and
@@ -158,9 +148,9 @@ def _activation_qsvs(float_path: Path, state: ExportState, plan=None) -> dict[st
     inp = it.get_input_details()[0]
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     wanted = {inp["index"]} | {o for op in it._get_ops_details() for o in op["outputs"] if o >= 0}
-    col = RangeCollector(keep_first=plan is not None)
-    for x in _calib_arrays(state):
-        it.set_tensor(inp["index"], x)
+    col, nhwc = RangeCollector(keep_first=plan is not None), _nhwc(state)
+    for c in state.calibration:
+        it.set_tensor(inp["index"], np.ascontiguousarray(c.transpose(0, 2, 3, 1) if nhwc else c))
         it.invoke()
         for i in wanted:
             col.add(tensors[i]["name"], it.get_tensor(i))
@@ -253,12 +243,11 @@ class TFLiteConverter(Converter):
     )
     runtime_name = "ai-edge-litert"
     packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")
+    modules = ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer")
+    runtime_modules = ("ai_edge_litert.interpreter",)
+    manifest_reports = ("tflite",)
     extension = ".tflite"
     range_search = True
-
-    def is_available(self) -> Availability:
-        return Availability.check_modules(["litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer"],
-                                          "tflite")
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         scheme = state.target.scheme
@@ -270,13 +259,11 @@ class TFLiteConverter(Converter):
             _convert_litert(state, quant_recipes.full_fp16_recipe()).export(str(out_path))
             state.reports["quantization"] = {"recipe": "litert-torch full_fp16_recipe (fp16 weights)"}
         else:
-            state.reports["quantization"] = self._convert_int8(state, out_path)
+            state.reports["quantization"] = {**_quantize_aeq(state, out_path),
+                                             "calibration_images": len(state.calibration)}
         state.reports["tflite"] = inspect_ops(out_path)
         state.io = self._io(out_path, state)
         return out_path
-
-    def _convert_int8(self, state: ExportState, out_path: Path) -> dict[str, Any]:
-        return {**_quantize_aeq(state, out_path), "calibration_images": len(state.calibration)}
 
     @staticmethod
     def _io(path: Path, state: ExportState) -> dict[str, Any]:
@@ -329,18 +316,12 @@ class TFLiteConverter(Converter):
         return {}
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
-        info = dict(state.reports.get("tflite", {}))
-        extras: dict[str, Any] = {"tflite": info}
-        if "quantization" in state.reports:
-            extras["quantization"] = state.reports["quantization"]
+        extras = super().manifest_extras(state, artifact_path)
         if state.target.scheme == "w8a8":
-            extras["edgetpu_cpu_fallback"] = sorted(info.get("edgetpu_cpu_fallback", {}))
+            extras["edgetpu_cpu_fallback"] = sorted(extras["tflite"].get("edgetpu_cpu_fallback", {}))
             extras["edgetpu_note"] = ("estimate from the documented Edge TPU op list and tensor dtypes; the Edge "
                                       "TPU compiler is not available here, so the mapping is unverified")
         return extras
-
-    def runtime_available(self) -> Availability:
-        return Availability.check_modules(["ai_edge_litert.interpreter"], "tflite")
 
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         return TFLiteRunner(Path(artifact.path), num_threads=threads or 1)
