@@ -54,7 +54,6 @@ def formats() -> list[str]:
     return sorted(_REGISTRY, key=lambda f: (_REGISTRY[f].rank, f))
 
 
-
 def get_converter(fmt: str) -> Converter:
     _discover()
     if fmt in _REGISTRY:

@@ -147,8 +147,7 @@ def _shape_findings(op, layer: str) -> list[Finding]:
         shape = getattr(v, "shape", None) or ()
         if len(shape) > MAX_RANK:
             out.append(Finding("rank>4", op.op_type, op.name, layer, f"{v.name}: rank {len(shape)} {shape}"))
-        big = [d for d in shape if not is_symbolic(d) and int(d) > MAX_DIM]
-        if big:
+        if any(not is_symbolic(d) and int(d) > MAX_DIM for d in shape):
             out.append(Finding("large-dim", op.op_type, op.name, layer, f"{v.name}: shape {shape}"))
     return out
 

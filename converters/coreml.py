@@ -326,7 +326,35 @@ class CoreMLConverter(Converter):
         return dict(ct.models.MLModel(str(artifact_path), skip_model_load=True).user_defined_metadata)
 
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
-        return structure_problems(Path(artifact_path), state)
+        """Needs no Core ML runtime. With --image-input one add is the baked normalisation."""
+        import coremltools as ct
+
+        from .ane_lint import load_program
+
+        path = Path(artifact_path)
+        try:
+            m = ct.models.MLModel(str(path), skip_model_load=True)
+            spec = m.get_spec()
+            prog = load_program(path)
+        except Exception as e:  # any failure to read the package is the finding
+            return [f"cannot load {path.name} as a Core ML spec: {type(e).__name__}: {e}"]
+        if spec.WhichOneof("Type") != "mlProgram":
+            return [f"not an mlProgram (got {spec.WhichOneof('Type')})"]
+        types = _op_types(prog)
+        image = json.loads(m.user_defined_metadata.get(f"{META_PREFIX}image_input", "false"))
+        # with --image-input the baked (x - mean) / std is fused by coremltools into one input-side batch_norm;
+        # a ChannelAffine the deploy model keeps on purpose (a BN in front of a padded depthwise conv, which no
+        # fold reproduces at the borders: MNv4-Hybrid-L's strided K/V path) is fused into one batch_norm too
+        bn = types.get("batch_norm", 0) - (_input_affine_ops(prog) if image else 0)
+        affines = _channel_affines(state.model)
+        problems = [f"{bn} batch_norm op(s) left (the deploy model keeps {affines} unfoldable per-channel "
+                    f"affine(s))"] if bn > affines else []
+        if state.spec is not None and state.spec.multi_branch and types.get("add", 0) > int(image):
+            problems.append(f"multi-branch model has {types['add']} add op(s) after re-parameterization")
+        problems += _precision_problems(prog, state.target.scheme, types)
+        if f"{META_PREFIX}model" not in m.user_defined_metadata:
+            problems.append("mobexport metadata missing from user_defined_metadata")
+        return problems
 
 
 def _op_types(prog) -> dict[str, int]:
@@ -371,37 +399,4 @@ def _precision_problems(prog, scheme: str, types: dict[str, int]) -> list[str]:
         problems.append(f"{scheme}: no int8 weight ops ({' / '.join(QUANT_OPS)})")
     if scheme == "w8a8" and not types.get("quantize"):
         problems.append("w8a8: no activation quantize ops")
-    return problems
-
-
-def structure_problems(path: Path, state: ExportState) -> list[str]:
-    """Checks that need no Core ML runtime: loads as a spec, mlProgram, no batch_norm, no add for
-    multi-branch models (one allowed with --image-input: the baked normalisation), fp16 tensors or int8
-    weight ops, mobexport metadata present."""
-    import coremltools as ct
-
-    from .ane_lint import load_program
-
-    try:
-        m = ct.models.MLModel(str(path), skip_model_load=True)
-        spec = m.get_spec()
-        prog = load_program(path)
-    except Exception as e:  # any failure to read the package is the finding
-        return [f"cannot load {path.name} as a Core ML spec: {type(e).__name__}: {e}"]
-    if spec.WhichOneof("Type") != "mlProgram":
-        return [f"not an mlProgram (got {spec.WhichOneof('Type')})"]
-    types = _op_types(prog)
-    image = json.loads(m.user_defined_metadata.get(f"{META_PREFIX}image_input", "false"))
-    # with --image-input the baked (x - mean) / std is fused by coremltools into one input-side batch_norm;
-    # a ChannelAffine the deploy model keeps on purpose (a BN in front of a padded depthwise conv, which no
-    # fold reproduces at the borders: MNv4-Hybrid-L's strided K/V path) is fused into one batch_norm too
-    bn = types.get("batch_norm", 0) - (_input_affine_ops(prog) if image else 0)
-    affines = _channel_affines(state.model)
-    problems = [f"{bn} batch_norm op(s) left (the deploy model keeps {affines} unfoldable per-channel "
-                f"affine(s))"] if bn > affines else []
-    if state.spec is not None and state.spec.multi_branch and types.get("add", 0) > int(image):
-        problems.append(f"multi-branch model has {types['add']} add op(s) after re-parameterization")
-    problems += _precision_problems(prog, state.target.scheme, types)
-    if f"{META_PREFIX}model" not in m.user_defined_metadata:
-        problems.append("mobexport metadata missing from user_defined_metadata")
     return problems

@@ -73,8 +73,7 @@ def simplify(model, simplifier: str):
 
 def build_onnx(state: ExportState, model, out_path: Path, simplifier: str = DEFAULT_SIMPLIFIER,
                dynamic_batch: bool = False):
-    """The one way an ONNX file is built (onnx-fp32, and the float ONNX TensorRT's int8 quantizes): torch.onnx
-    dynamo export of ``model`` on ``state.example_input`` at opset 18, simplified, ONNX checker. Returns the
+    """The one way an ONNX file is built (onnx-fp32, and the float ONNX TensorRT's int8 quantizes). Returns the
     ModelProto and a report."""
     import onnx
     import torch
@@ -87,8 +86,7 @@ def build_onnx(state: ExportState, model, out_path: Path, simplifier: str = DEFA
         torch.onnx.export(model, (state.example_input,), str(out_path), dynamo=True, opset_version=OPSET,
                           external_data=False, input_names=["input"], output_names=["logits"], verbose=False, **kw)
     except Exception as e:  # torch.onnx raises its own exception types; map to the layer if we can
-        err = unsupported_op_from(e, state, "torch.onnx (opset 18)")
-        if err is not None:
+        if (err := unsupported_op_from(e, state, "torch.onnx (opset 18)")) is not None:
             raise err from e
         raise
     t1 = time.perf_counter()

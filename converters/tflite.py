@@ -128,8 +128,7 @@ def _convert_litert(state: ExportState, quant_config=None, model=None):
         try:
             return litert_torch.convert(model, (x,), quant_config=quant_config)
         except Exception as e:  # the lowering names the aten op it could not express
-            err = unsupported_op_from(e, state, "litert-torch")
-            if err is not None:
+            if (err := unsupported_op_from(e, state, "litert-torch")) is not None:
                 raise err from e
             raise
 
