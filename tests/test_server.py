@@ -162,6 +162,7 @@ def test_server_without_token_accepts_posts(tmp_path):
     ("notes", "a\x00b", "NUL"), ("device_model", "\x00", "NUL"), ("tool_versions", {"app\x00": "1"}, "NUL"),
     ("notes", "\ud800", "UTF-8"), ("load_ms", float("inf"), "finite"), ("load_ms", float("nan"), "finite"),
     ("timestamp", "2025-01-01T00:00:00." + "1" * 80 + "Z", "64 characters"),
+    ("samples_ms", [0.5, 10 ** 400], "finite"),  # an integer no float holds (was a 500 when stored)
 ])
 def test_values_no_database_can_hold_are_422_not_500(server, field, value, reason):
     """Schema-valid values that SQLite or PostgreSQL cannot store (found by tests/test_server_fuzz.py): an

@@ -166,6 +166,23 @@ def test_stats_and_payload_checks():
         validate_payload({**good, "extra": 1})
 
 
+@pytest.mark.parametrize(("bad", "reason"), [
+    ("x", "samples_ms/7: 'x' is not of type 'number'"), (True, "samples_ms/7: 'True' is not of type 'number'"),
+    (None, "not of type 'number'"), (-0.5, "samples_ms/7: -0.5 is less than the minimum of 0"),
+    (float("nan"), "samples_ms/7: nan is not a finite number"), ([1.0], "samples_ms/7"), ({"a": 1}, "samples_ms/7"),
+])
+def test_long_sample_lists_are_checked_as_the_schema_says(bad, reason):
+    """samples_ms is checked by one loop (not a jsonschema call per sample): the same refusals, the sample named."""
+    good = make_result(n=20).to_dict()
+    samples = list(good["samples_ms"])
+    samples[7] = bad
+    with pytest.raises(PayloadError) as e:
+        validate_payload({**good, "samples_ms": samples})
+    assert reason in e.value.reason
+    with pytest.raises(PayloadError, match="more than the 100000 allowed"):
+        validate_payload({**good, "samples_ms": [1.0] * 100_001, "runs": 100_001})
+
+
 def test_url_normalisation():
     assert normalize_url("postgresql://u@h:5/db") == "postgresql+psycopg://u@h:5/db"
     assert normalize_url(None).startswith("sqlite:///") and normalize_url(None).endswith("mobexport-results.db")
