@@ -259,8 +259,7 @@ class CoreMLConverter(Converter):
         state.reports["coreml"] = {"conversion_path": CONVERSION_PATH, "compute_units": opts.compute_units,
                                    "min_target": opts.min_target, "image_input": opts.image_input,
                                    "compute_precision": "FLOAT16"}
-        rt = self.runtime_available()
-        if not rt.ok:
+        if not (rt := self.runtime_available()).ok:
             _notice(f"notice: {state.target.id} is UNVALIDATED_NO_RUNTIME: {rt.reason}")
         return out_path
 

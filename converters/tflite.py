@@ -101,7 +101,6 @@ def inspect_ops(path: Path) -> dict[str, Any]:
     counts = Counter(op["op_name"] for op in ops)
     float_ops = Counter(op["op_name"] for op in ops
                         if any(i in tensors and tensors[i]["dtype"] not in _INT_OK for i in op["outputs"]))
-    unsupported = [op for op in ops if op["op_name"] not in EDGETPU_OPS]
     first_bad = next((k for k, op in enumerate(ops) if op["op_name"] not in EDGETPU_OPS
                       or op["op_name"] in float_ops), None)
     fallback = Counter(op["op_name"] for op in ops[first_bad:]) if first_bad is not None else Counter()
@@ -109,7 +108,7 @@ def inspect_ops(path: Path) -> dict[str, Any]:
             "input_dtype": np.dtype(it.get_input_details()[0]["dtype"]).name,
             "output_dtype": np.dtype(it.get_output_details()[0]["dtype"]).name,
             "float_ops": dict(sorted(float_ops.items())),
-            "edgetpu_unsupported_ops": sorted({op["op_name"] for op in unsupported}),
+            "edgetpu_unsupported_ops": sorted({op["op_name"] for op in ops if op["op_name"] not in EDGETPU_OPS}),
             "edgetpu_cpu_fallback": dict(sorted(fallback.items()))}
 
 
