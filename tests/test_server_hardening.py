@@ -312,3 +312,31 @@ def test_a_database_on_a_read_only_filesystem_can_be_read(read_only_mount, tmp_p
     with sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True) as c:
         assert c.execute(f"SELECT version FROM {sch.VERSION_TABLE}").fetchone()[0] == 1
     c.close()
+
+
+# ---------------------------------------------------------------- records stored before non-finite numbers were refused
+
+
+def test_a_legacy_record_with_infinity_is_listed_as_strict_json(tmp_path, capsys):
+    """A row an older mobexport stored with ``Infinity`` in mean_ms/std_ms/max_ms (as the issue found) and in a raw
+    sample: the listing, the record and ``results --json`` are strict JSON (null there), not a 500 or ``Infinity``."""
+    db = tmp_path / "legacy.db"
+    with open_store(str(db)) as store:
+        rid = store.add(BenchmarkResult.from_dict(_example("ios_result.json")))
+    with sqlite3.connect(db) as c:  # what the old code wrote: SQLite REAL infinity, and "Infinity" in the JSON text
+        c.execute("UPDATE results SET mean_ms = 9e999, std_ms = 9e999, max_ms = 9e999 WHERE id = ?", (rid,))
+        raw = json.loads(c.execute("SELECT samples_ms FROM samples WHERE result_id = ?", (rid,)).fetchone()[0])
+        c.execute("UPDATE samples SET samples_ms = ? WHERE result_id = ?", (json.dumps(raw + [float("inf")]), rid))
+    c.close()
+    strict = {"parse_constant": lambda name: pytest.fail(f"non-strict JSON constant {name}")}
+    app = create_app(str(db), artifacts_dir=tmp_path)
+    with serve_in_thread(app) as url:
+        listed = httpx.get(f"{url}/api/v1/results")
+        assert listed.status_code == 200, listed.text
+        assert json.loads(listed.text, **strict)[0]["mean_ms"] is None
+        one = httpx.get(f"{url}/api/v1/results/{rid}")
+        assert one.status_code == 200 and json.loads(one.text, **strict)["samples_ms"][-1] is None
+    assert main(["results", "--db", str(db), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out, **strict)[0]
+    assert (row["mean_ms"], row["std_ms"], row["max_ms"]) == (None, None, None)
+    assert main(["results", "--db", str(db)]) == 0  # the table shows min/p50/p90, all finite

@@ -15,6 +15,7 @@ read-only disk, or a file and folder without write permission, can be read. A da
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -184,7 +185,16 @@ class StoredResult:
     created_at: str | None = None
 
     def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
-        return {"id": self.id, **self.result.to_dict(samples=samples)}
+        """The record as strict JSON can carry it: a non-finite number, which only a record stored before the
+        store refused them can hold (``Infinity`` in ``mean_ms``), is None, so that the listing and ``results
+        --json`` stay readable by strict parsers."""
+        d = {"id": self.id, **self.result.to_dict(samples=samples)}
+        for k, v in d.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                d[k] = None
+            elif k == "samples_ms" and not all(math.isfinite(x) for x in v):
+                d[k] = [x if math.isfinite(x) else None for x in v]
+        return d
 
 
 class ResultStore:
