@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import pkgutil
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import UnknownNameError
 from .specs import ModelSpec
@@ -84,3 +86,43 @@ def get_builder(name: str) -> Callable:
 def aliases() -> dict[str, str]:
     _ensure_loaded()
     return dict(_ALIASES)
+
+
+# ---------------------------------------------------------------- names without importing torch
+
+INDEX_PATH = Path(__file__).parent / "models" / "names.json"
+
+
+def name_index() -> dict[str, str] | None:
+    """{canonical name or alias: canonical name} from the committed index (``exporter/models/names.json``,
+    written by ``write_index``; a test keeps it equal to the registry). Reading it imports no family module,
+    so a typo is answered before torch loads. None when the file is missing (the caller then asks the
+    registry itself)."""
+    try:
+        data = json.loads(INDEX_PATH.read_text())
+    except (OSError, ValueError):
+        return None
+    return {**{n: n for n in data["models"]}, **data["aliases"]}
+
+
+def check_name(name: str) -> None:
+    """UnknownNameError with did-you-mean for a name the index does not know; nothing heavy is imported."""
+    index = name_index()
+    if index is None or name in index:
+        return
+    canonical = set(index.values())
+    raise UnknownNameError("model", name, canonical, extra_names=[a for a in index if a not in canonical])
+
+
+def write_index(path: Path = INDEX_PATH) -> Path:
+    """Write the name index from the live registry (``python -m mobexport.exporter.registry``)."""
+    _ensure_loaded()
+    path.write_text(json.dumps({"models": list_models(), "aliases": dict(sorted(_ALIASES.items()))}, indent=1)
+                    + "\n")
+    return path
+
+
+if __name__ == "__main__":  # run as a script this file is __main__, not the registry the families fill
+    from mobexport.exporter import registry
+
+    print(registry.write_index())

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mod = importlib.import_module(f"mobexport.commands.{args._module}")
     try:
+        check_model_names(args)
         return int(mod.run(args) or 0)
     except MobexportError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -95,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def check_model_names(args) -> None:
+    """Zoo names given on the command line are checked against the committed name index before any command
+    imports torch: a typo is answered at once, with did-you-mean (factory references are the user's code)."""
+    from mobexport.exporter.registry import check_name
+    from mobexport.exporter.source import is_factory_ref
+
+    for name in [getattr(args, "model", None), *(getattr(args, "models", None) or [])]:
+        if isinstance(name, str) and not is_factory_ref(name):
+            check_name(name)
 
 
 if __name__ == "__main__":
