@@ -9,6 +9,9 @@ from typing import Any
 
 from mobexport.exporter.errors import UsageError
 
+Y_AXES = {"top1": "top-1 (%)", "params": "params (M)", "macs": "MACs (M)"}
+_Y_LABEL = {"params": "params (reference deploy form)", "macs": "MACs (reference deploy form)"}
+
 
 def _pyplot():
     import matplotlib
@@ -29,6 +32,9 @@ def model_metric(model: str, y: str) -> float | None:
         return None
     if y == "top1":
         return spec.published.top1
+    if y == "macs":
+        macs = spec.reference.macs or spec.published.macs
+        return macs / 1e6 if macs else None
     params = spec.reference.params or spec.published.params
     return params / 1e6 if params else None
 
@@ -79,7 +85,7 @@ def _point(record: dict[str, Any], y: str) -> tuple[float, str] | None:
     if y == "top1":
         return top1_point(record)
     v = model_metric(record["model"], y)
-    return None if v is None else (v, "random weights" if is_random_weights(record) else "params")
+    return None if v is None else (v, "random weights" if is_random_weights(record) else y)
 
 
 def _style(source: str) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def _style(source: str) -> dict[str, Any]:
         return dict(marker="^", label="published top-1 (published weights)")
     if source == "random weights":
         return dict(marker="o", facecolors="none", edgecolors="tab:gray", label="random weights")
-    return dict(marker="o", label=source)  # "params" or "measured top-1 on DATA (n=N)"
+    return dict(marker="o", label=_Y_LABEL.get(source, source))  # params / MACs, or "measured top-1 on DATA"
 
 
 def _panels(records: list[dict[str, Any]], y: str) -> dict[str, list[tuple[float, float, str, str]]]:
@@ -122,8 +128,8 @@ def pareto_plot(records: list[dict[str, Any]], out: str | Path, *, y: str = "top
     else the published top-1 for the published weights only (triangles); random-weight and int8 artifacts never
     get the published figure, and random-weight results are left out of the top-1 view (drawn hollow in the
     params view). For ``y='params'`` the front is the smallest model for its latency, so it is inverted."""
-    if y not in ("top1", "params"):
-        raise UsageError(f"unknown y axis '{y}' (choose top1 or params)")
+    if y not in Y_AXES:
+        raise UsageError(f"unknown y axis '{y}' (choose {', '.join(Y_AXES)})")
     panels = _panels(records, y)
     if not panels:
         why = (" (random-weight results have no meaningful top-1, int8 ones no published top-1: run "
@@ -168,10 +174,11 @@ def _draw_panel(ax, target: str, pts: list[tuple[float, float, str, str]], y: st
     for src in sources if y == "top1" else [None]:
         front = pareto_front([(ms, sign * v) for ms, v, _, s in pts if src is None or s == src])
         if len(front) > 1:
-            ax.plot([p[0] for p in front], [sign * p[1] for p in front], "--", lw=1, color="tab:red")
+            ax.plot([p[0] for p in front], [sign * p[1] for p in front], "--", lw=1, color="tab:red",
+                    label="Pareto front" + (f" ({_style(src)['label']})" if src and len(sources) > 1 else ""))
     ax.set_title(target)
     ax.set_xlabel("min latency (ms, min of N)")
-    ax.set_ylabel("top-1 (%)" if y == "top1" else "params (M)")
+    ax.set_ylabel(Y_AXES[y])
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
 

@@ -298,3 +298,27 @@ def test_plot_names_the_random_weights_it_leaves_out(tmp_path):
     assert top1_point(rnd) is None  # never the published top-1 for random weights
     assert _random_left_out([rnd, real]) == [f"mobileone_s1: {tag}"]
     assert pareto_plot([rnd, real], tmp_path / "p.png").stat().st_size > 0
+
+
+def test_plot_axes_and_legend(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    from mobexport.benchmarks.plots import Y_AXES, pareto_plot
+
+    rows = [{"model": m, "target": "onnx-fp32", "min_ms": ms, "weights": "w.pth"}
+            for m, ms in (("mobilenetv2_100", 2.0), ("mobileone_s0", 3.0), ("repvgg_a0", 4.0))]
+    seen = {}
+    orig = plt.close
+    plt.close = lambda fig=None: seen.setdefault("fig", fig)  # keep the figure to read its legend
+    try:
+        for y in ("params", "macs"):
+            pareto_plot(rows, tmp_path / f"{y}.png", y=y)
+            ax = seen.pop("fig").axes[0]
+            assert ax.get_ylabel() == Y_AXES[y]
+            labels = [t.get_text() for t in ax.get_legend().get_texts()]
+            assert "Pareto front" in labels and any(y.replace("macs", "MACs") in t for t in labels), labels
+    finally:
+        plt.close = orig

@@ -19,7 +19,8 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (records without raw samples)")
     p.add_argument("--plot", metavar="FILE.png", help="write a latency-vs-top-1 Pareto plot per target "
                                                       "(with --samples: the raw-sample distribution)")
-    p.add_argument("--y", choices=("top1", "params"), default="top1", help="y axis of the Pareto plot")
+    p.add_argument("--y", choices=("top1", "params", "macs"), default="top1",
+                   help="y axis of the Pareto plot: measured (or published) top-1, params or MACs")
     p.add_argument("--samples", type=int, metavar="ID", help="show the raw samples of result ID")
 
 
