@@ -3,24 +3,26 @@
 Protocol per artifact: load (timed → ``load_ms``); preallocate the input from the manifest's shape/dtype
 (batch replaced by ``--batch``; converted once with ``Runner.native_input``); one run plus ``warmup`` runs;
 then ``runs`` timed round trips ``set_input → invoke → get_output`` with ``time.perf_counter_ns`` and the
-garbage collector off. The headline is the minimum — the stable statistic on a shared machine — with p50/p90/mean/std/max, peak RSS and every raw sample kept.
+garbage collector off (``benchmarks/worker.py``). The headline is the minimum — the stable statistic on a
+shared machine — with p50/p90/mean/std/max, peak RSS and every raw sample kept.
+
+The runtime comes from the registry (``converters/runtimes``): the format's default, or ``--runtime NAME``.
+Each artifact (and each PyTorch baseline) is timed in a fresh spawned worker process that imports only its
+runtime, so load time and memory are the model's own; a worker that dies or hangs is a RUN_FAILED outcome with
+the reason and the run goes on. ``BenchConfig.in_process`` times in this process instead (the overhead script).
 
 An artifact whose runtime is missing here (Core ML off macOS, TensorRT without its libraries) is reported
-as SKIPPED with the converter's reason — never timed, never given a number.
+as SKIPPED with the runtime's reason — never timed, never given a number.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
-import hashlib
 import os
 import platform
-import resource
 import socket
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,9 +31,13 @@ from typing import Any
 import numpy as np
 
 from mobexport.benchmarks.results import BenchmarkResult
-from mobexport.converters.base import Artifact, Runner
-from mobexport.exporter.errors import MobexportError, UsageError
+from mobexport.benchmarks.worker import PeakRSS, measure, pinned, run_in_worker, time_round_trips, warm_up
+from mobexport.converters.base import Artifact
+from mobexport.exporter.errors import UsageError
 from mobexport.exporter.status import Status
+
+__all__ = ["BenchConfig", "BenchOutcome", "PeakRSS", "bench_artifact", "bench_torch", "find_artifacts",
+           "float_input", "pinned", "run_benchmarks", "time_round_trips", "warm_up"]
 
 MANIFEST = "manifest.json"
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8}
@@ -45,12 +51,18 @@ class BenchConfig:
     batch: int = 1
     pin_cores: list[int] | None = None
     cooldown_s: float = 0.0
+    runtime: str | None = None  # a registered runtime's name; None: each format's default
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    in_process: bool = False  # time in this process (the overhead script); default: a fresh worker each
+    timeout_s: float = 1800.0  # a worker with no result by then is killed: RUN_FAILED
 
     def check(self) -> None:
-        if self.runs < 1 or self.warmup < 0 or self.batch < 1 or self.cooldown_s < 0:
-            raise UsageError("need --runs >= 1, --warmup >= 0, --batch >= 1, --cooldown >= 0")
+        if self.runs < 1 or self.warmup < 0 or self.batch < 1 or self.cooldown_s < 0 or self.timeout_s <= 0:
+            raise UsageError("need --runs >= 1, --warmup >= 0, --batch >= 1, --cooldown >= 0, --timeout > 0")
         if self.threads is not None and self.threads < 1:
             raise UsageError("--threads must be >= 1")
+        with pinned(self.pin_cores):  # a bad --pin-cores is a usage error here, before any worker starts
+            pass
 
 
 @dataclass
@@ -75,40 +87,7 @@ class BenchOutcome:
                 **self.result.to_dict(samples=False)}
 
 
-# ---------------------------------------------------------------- the protocol
-
-def time_round_trips(runner: Runner, x: np.ndarray, runs: int) -> list[float]:
-    """``runs`` timed round trips (set input → invoke → read output), milliseconds, in run order."""
-    pc, set_input, invoke, get_output = time.perf_counter_ns, runner.set_input, runner.invoke, runner.get_output
-    ns = [0] * runs
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        for i in range(runs):
-            t0 = pc()
-            set_input(x)
-            invoke()
-            get_output()
-            ns[i] = pc() - t0
-    finally:
-        if gc_was_on:
-            gc.enable()
-    return [v / 1e6 for v in ns]
-
-
-def warm_up(runner: Runner, x: np.ndarray, warmup: int) -> np.ndarray:
-    """One checked run, then ``warmup`` more; returns the first output."""
-    runner.set_input(x)
-    runner.invoke()
-    y = np.asarray(runner.get_output())
-    if y.size == 0 or (y.dtype.kind == "f" and not np.isfinite(y).all()):
-        raise RuntimeError(f"first run produced {'no' if y.size == 0 else 'non-finite'} output")
-    for _ in range(warmup):
-        runner.set_input(x)
-        runner.invoke()
-        runner.get_output()
-    return y
-
+# ---------------------------------------------------------------- the protocol (benchmarks/worker.py)
 
 def float_input(manifest: dict[str, Any], batch: int, seed: int = 0) -> np.ndarray:
     """A float NCHW input of the manifest's shape (batch replaced) — what ``Runner.native_input`` expects."""
@@ -125,40 +104,6 @@ def float_input(manifest: dict[str, Any], batch: int, seed: int = 0) -> np.ndarr
 
 
 # ---------------------------------------------------------------- environment
-
-class PeakRSS:
-    """Peak resident memory since ``reset`` (Linux: VmHWM after clear_refs; elsewhere the process peak)."""
-
-    def reset(self) -> None:
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-
-    def peak_mb(self) -> float:
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-@contextlib.contextmanager
-def pinned(cores: list[int] | None) -> Iterator[str]:
-    """Pin this process to ``cores`` for the duration (os.sched_setaffinity); yields a note for the record."""
-    if not cores:
-        yield ""
-        return
-    if not hasattr(os, "sched_setaffinity"):
-        raise UsageError(f"--pin-cores is not supported on {sys.platform} (no os.sched_setaffinity)")
-    before = os.sched_getaffinity(0)
-    if not set(cores) <= before:
-        raise UsageError(f"--pin-cores {cores}: this process may only use cores {sorted(before)}")
-    os.sched_setaffinity(0, set(cores))
-    try:
-        yield f"pinned to cores {sorted(set(cores))}"
-    finally:
-        os.sched_setaffinity(0, before)
-
 
 def cpu_name() -> str:
     with contextlib.suppress(OSError):
@@ -219,19 +164,15 @@ def find_artifacts(path: str | os.PathLike) -> list[Artifact]:
     return out
 
 
-def _converter(artifact: Artifact):
-    """(converter, "") when this host can run the artifact, else (None, the converter's reason)."""
-    from mobexport.converters import get_converter
+def _runtime(fmt: str, cfg: BenchConfig):
+    """(runtime, "") when this host can run ``fmt`` with the chosen runtime, else (None, the reason)."""
+    from mobexport.converters.runtimes import choose
 
-    fmt = artifact.target.split("-", 1)[0]
-    try:
-        conv = get_converter(fmt)
-    except MobexportError as e:
-        return None, str(e)
-    avail = conv.runtime_available()  # imports the runtime, so load_ms below excludes Python imports
+    rt = choose(fmt, cfg.runtime)  # UsageError: an unknown runtime, or one that does not run this format
+    avail = rt.available()  # imports the runtime here; the worker imports it again, alone
     if not avail.ok:
-        return None, f"{conv.runtime_name or fmt} runtime unavailable: {avail.reason}"
-    return conv, ""
+        return None, f"{rt.name} runtime unavailable: {avail.reason}"
+    return rt, ""
 
 
 def _sha256(artifact: Artifact) -> str:
@@ -245,127 +186,75 @@ def _sha256(artifact: Artifact) -> str:
     return actual
 
 
+def _job(rt, path: str, manifest: dict[str, Any], x: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
+    import inspect
+
+    return {"runtime": rt.name, "runtime_module": type(rt).__module__, "runtime_file": inspect.getfile(type(rt)),
+            "artifact_path": path, "manifest": manifest, "x": x, "threads": cfg.threads,
+            "options": cfg.runtime_options, "runs": cfg.runs, "warmup": cfg.warmup, "pin_cores": cfg.pin_cores,
+            "reset_peak": cfg.in_process}
+
+
+def _measure(job: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
+    return measure(job) if cfg.in_process else run_in_worker(job, cfg.timeout_s)
+
+
 def bench_artifact(artifact: Artifact, cfg: BenchConfig) -> BenchOutcome:
     m = artifact.manifest
     model, target, src = m.get("model", "?"), artifact.target, str(artifact.path)
     sha = _sha256(artifact)
     x_float = float_input(m, cfg.batch)
-    conv, reason = _converter(artifact)
-    if conv is None:
+    rt, reason = _runtime(target.split("-", 1)[0], cfg)
+    if rt is None:
         return BenchOutcome(model, target, src, Status.SKIPPED, reason)
-    rss = PeakRSS()
-    rss.reset()
-    t0 = time.perf_counter_ns()
-    try:
-        runner = conv.load(artifact, threads=cfg.threads)
-    except Exception as e:  # the runtime refused the artifact
-        return BenchOutcome(model, target, src, Status.LOAD_FAILED, f"{type(e).__name__}: {e}")
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
-    try:
-        return _timed(runner, x_float, cfg, rss, dict(
-            model=model, weights=str(m.get("weights") or "unknown")[:256], target=target, artifact_sha256=sha,
-            threads=runner.threads, load_ms=load_ms, validation_status=str(m.get("status", Status.UNVALIDATED_NO_RUNTIME)),
-            tool_versions=tool_versions({**(m.get("tool_versions") or {})}), git_commit=_git_commit(m)), src)
-    finally:
-        runner.close()
+    out = _measure(_job(rt, src, m, x_float, cfg), cfg)
+    return _outcome(out, src, cfg, dict(
+        model=model, weights=str(m.get("weights") or "unknown")[:256], target=target, artifact_sha256=sha,
+        validation_status=str(m.get("status", Status.UNVALIDATED_NO_RUNTIME)),
+        tool_versions=tool_versions({**(m.get("tool_versions") or {})}), git_commit=_git_commit(m)))
 
 
-def _timed(runner: Runner, x_float: np.ndarray, cfg: BenchConfig, rss: PeakRSS, fields: dict[str, Any],
-           src: str) -> BenchOutcome:
+def _outcome(out: dict[str, Any], src: str, cfg: BenchConfig, fields: dict[str, Any]) -> BenchOutcome:
     model, target = fields["model"], fields["target"]
-    try:
-        x = runner.native_input(x_float)
-        with pinned(cfg.pin_cores) as pin_note:
-            warm_up(runner, x, cfg.warmup)
-            samples = time_round_trips(runner, x, cfg.runs)
-    except MobexportError:
-        raise
-    except Exception as e:
-        return BenchOutcome(model, target, src, Status.RUN_FAILED, f"{type(e).__name__}: {e}")
-    notes = "; ".join(n for n in (pin_note, f"native input {x.dtype} {list(x.shape)}") if n)
+    if "error" in out:
+        return BenchOutcome(model, target, src, Status(out["error"]), out["reason"])
+    growth = out.get("rss_growth_at_load_mb")
+    notes = "; ".join(n for n in (
+        out["pin_note"], f"native input {out['input_dtype']} {out['input_shape']}",
+        "in-process" if cfg.in_process else "own worker process",
+        None if growth is None else f"RSS +{growth:.1f} MB at load") if n)
     result = BenchmarkResult.from_samples(
-        samples, harness="host", **host_info(), runtime=runner.runtime or "unknown",
-        runtime_version=str(runner.runtime_version or "unknown")[:64], compute_unit=runner.compute_unit[:64],
-        input_shape=list(x.shape), batch_size=cfg.batch, warmup=cfg.warmup, runs=cfg.runs,
-        peak_rss_mb=rss.peak_mb(), timestamp=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        notes=notes, **fields)
-    return BenchOutcome(model, target, src, Status.OK, result=result)
+        out["samples"], harness="host", **host_info(), runtime=out["runtime"] or "unknown",
+        runtime_version=out["runtime_version"][:64], compute_unit=str(out["compute_unit"])[:64],
+        input_shape=out["input_shape"], batch_size=cfg.batch, warmup=cfg.warmup, runs=cfg.runs,
+        peak_rss_mb=out["peak_rss_mb"], load_ms=out["load_ms"], threads=out["threads"],
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), notes=notes, **fields)
+    worker = {k: out.get(k) for k in ("pid", "torch_imported", "rss_before_load_mb", "rss_growth_at_load_mb",
+                                      "profile_file")}
+    return BenchOutcome(model, target, src, Status.OK, result=result, extra={"worker": worker})
 
 
 # ---------------------------------------------------------------- PyTorch eager baseline (deploy form)
 
-class TorchRunner(Runner):
-    runtime = "torch"
-    compute_unit = "cpu"
-
-    def __init__(self, model, threads: int | None = None):
-        import torch
-
-        self.model, self.threads = model.eval(), threads
-        self.runtime_version = torch.__version__
-        self._x = self._y = None
-
-    def native_input(self, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    def set_input(self, x: np.ndarray) -> None:
-        import torch
-
-        self._x = torch.from_numpy(x)
-
-    def invoke(self) -> None:
-        import torch
-
-        with torch.inference_mode():
-            self._y = self.model(self._x)
-
-    def get_output(self) -> np.ndarray:
-        return self._y.numpy()
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def state_dict_sha256(model) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode() + b"\0" + v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None, seed: int = 0,
                 bn_seed: int | None = None) -> BenchOutcome:
-    """Target ``torch-fp32``: the re-parameterized (deploy) form in PyTorch eager mode, as a baseline."""
-    import torch
-
+    """Target ``torch-fp32``: the re-parameterized (deploy) form in PyTorch eager mode (the ``torch`` runtime,
+    which rebuilds the model and hashes its state dict), as a baseline."""
     from mobexport.api import get_spec
-    from mobexport.converters.pipeline import build_zoo_model
-    from mobexport.exporter.passes.reparameterize import reparameterize
 
     spec = get_spec(model_name)
-    rss = PeakRSS()
-    rss.reset()
-    t0 = time.perf_counter_ns()
-    # the same weights as `mobexport <format> MODEL` exports: the checkpoint, or the seed's random weights
-    model, tag = build_zoo_model(spec.name, weights=weights, seed=seed if bn_seed is None else bn_seed)
-    model = reparameterize(model).eval()
-    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    torch_cfg = BenchConfig(**{**cfg.__dict__, "runtime": "torch", "runtime_options": {}})
+    rt, reason = _runtime("torch", torch_cfg)
+    if rt is None:
+        return BenchOutcome(spec.name, "torch-fp32", f"torch:{spec.name}", Status.SKIPPED, reason)
     x = np.random.default_rng(0).standard_normal((cfg.batch, *spec.input_size), dtype=np.float32)
-    with torch_threads(cfg.threads):
-        return _timed(TorchRunner(model, cfg.threads), x, cfg, rss, dict(
-            model=spec.name, weights=tag, target="torch-fp32", artifact_sha256=state_dict_sha256(model),
-            threads=cfg.threads or torch.get_num_threads(), load_ms=load_ms, validation_status=Status.OK.value,
-            tool_versions=tool_versions(), git_commit=_git_commit({})), f"torch:{spec.name}")
+    # the same weights as `mobexport <format> MODEL` exports: the checkpoint, or the seed's random weights
+    manifest = {"model": spec.name, "weights": weights, "seed": seed if bn_seed is None else bn_seed}
+    out = _measure(_job(rt, "", manifest, x, torch_cfg), torch_cfg)
+    fields = dict(model=spec.name, weights=out.get("weights_tag") or "unknown", target="torch-fp32",
+                  artifact_sha256=out.get("artifact_sha256") or "0" * 64, validation_status=Status.OK.value,
+                  tool_versions=tool_versions(), git_commit=_git_commit({}))
+    return _outcome(out, f"torch:{spec.name}", torch_cfg, fields)
 
 
 # ---------------------------------------------------------------- many artifacts → store / server

@@ -9,11 +9,9 @@ functions); a module that fails to import is left out and named by ``get_convert
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from mobexport.exporter.errors import UnknownNameError, UsageError
 
+from . import _registry
 from .base import Artifact, Availability, Converter, ExportState, Runner, Target
 
 __all__ = ["Artifact", "Availability", "Converter", "ExportState", "Runner", "Target", "all_targets",
@@ -28,24 +26,13 @@ def register_converter(cls: type[Converter]) -> type[Converter]:
     """Class decorator: register one instance of ``cls`` under ``cls.format``."""
     if not cls.format or not cls.targets or any(t.format != cls.format for t in cls.targets):
         raise TypeError(f"{cls.__name__}: a converter declares its format and targets, every target of that format")
-    known = _REGISTRY.get(cls.format)
-    if known is not None and type(known).__qualname__ != cls.__qualname__:
-        raise TypeError(f"format '{cls.format}' registered twice: {type(known).__name__} and {cls.__name__}")
-    _REGISTRY[cls.format] = cls()
+    _registry.add(_REGISTRY, cls.format, cls, "format")
     return cls
 
 
 def _discover() -> None:
     """Import every module of the package not imported yet (once per ``__path__`` entry)."""
-    new = [p for p in __path__ if p not in _scanned]
-    for info in pkgutil.iter_modules(new):
-        if info.name.startswith("_"):
-            continue
-        try:
-            importlib.import_module(f"{__name__}.{info.name}")
-        except ImportError as e:
-            _BROKEN[info.name] = f"{type(e).__name__}: {e}"
-    _scanned.extend(new)
+    _registry.scan(__name__, __path__, _scanned, _BROKEN)
 
 
 def formats() -> list[str]:

@@ -301,8 +301,18 @@ class Converter(ABC):
         """Can this host *convert* to the format?"""
         return Availability.check_modules(self.modules, self.format)
 
+    def runtime(self, name: str | None = None):
+        """The ``Runtime`` (``converters/runtimes``) that runs this format's artifacts: ``name``, or the default."""
+        from .runtimes import choose
+
+        return choose(self.format, name)
+
     def runtime_available(self) -> Availability:
-        """Can this host *run* the format's artifacts? (Core ML off macOS, TensorRT without CUDA: no.)"""
+        """Can this host *run* the format's artifacts with its default runtime? (Core ML off macOS: no.)"""
+        from .runtimes import runtimes_for
+
+        if runtimes_for(self.format):
+            return self.runtime().available()
         if self.runtime_modules is None:
             return self.is_available()
         return Availability.check_modules(self.runtime_modules, self.format)
@@ -312,9 +322,12 @@ class Converter(ABC):
         """Write the artifact for ``state.target`` from ``state.model`` to ``out_path`` (a temp path the
         pipeline renames when everything succeeded). Returns the artifact path."""
 
-    @abstractmethod
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        """A Runner for ``artifact``; ``threads`` is the intra-op thread count where the runtime takes one."""
+    def load(self, artifact: Artifact, threads: int | None = None, runtime: str | None = None,
+             options: dict[str, Any] | None = None) -> Runner:
+        """A Runner for ``artifact`` from the runtime registry (``runtime``: a name, else the format's default);
+        ``threads`` is the intra-op thread count where the runtime takes one. A format whose runtime is not in
+        the registry overrides this."""
+        return self.runtime(runtime).load(artifact.path, artifact.manifest, threads, options)
 
     def check_structure(self, artifact_path: Path, state: ExportState) -> list[str]:
         """Structural problems of the artifact that need no runtime (e.g. BatchNorm left). Empty = fine."""

@@ -38,7 +38,7 @@ import numpy as np
 from mobexport.exporter.errors import CalibrationError, ConversionError, UsageError, ValidationError
 
 from . import register_converter
-from .base import Artifact, Availability, Converter, ExportState, Options, Runner, Target, option
+from .base import Converter, ExportState, Options, Target, option
 
 COMPUTE_UNITS = ("ALL", "CPU_AND_NE", "CPU_ONLY", "CPU_AND_GPU")
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -154,41 +154,6 @@ def _notice(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-class CoreMLRunner(Runner):
-    """macOS only: ``MLModel.predict`` with the compute units recorded in the package."""
-
-    runtime = "coremltools"
-
-    def __init__(self, path: Path, compute_units: str | None = None):
-        import coremltools as ct
-
-        meta = ct.models.MLModel(str(path), skip_model_load=True).user_defined_metadata
-        self.compute_unit = compute_units or meta.get(f"{META_PREFIX}compute_units", "ALL")
-        self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[self.compute_unit])
-        self.runtime_version = ct.__version__
-        self.image = json.loads(meta.get(f"{META_PREFIX}image_input", "false"))
-        self.pp = json.loads(meta.get(f"{META_PREFIX}preprocessing", "{}"))
-        self._y: dict[str, Any] = {}
-
-    def native_input(self, x: np.ndarray):
-        if not self.image:
-            return super().native_input(x)
-        from PIL import Image
-
-        mean = np.asarray(self.pp["mean"], np.float32).reshape(-1, 1, 1)
-        std = np.asarray(self.pp["std"], np.float32).reshape(-1, 1, 1)
-        pix = np.clip((x[0] * std + mean) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if self.pp.get("color") == "BGR":  # Core ML's BGR ImageType swaps a (RGB) PIL image itself
-            pix = pix[::-1]
-        return Image.fromarray(np.ascontiguousarray(pix.transpose(1, 2, 0)), "RGB")
-
-    def invoke(self) -> None:
-        self._y = self.model.predict({"input": self._x})
-
-    def get_output(self) -> np.ndarray:
-        return np.asarray(self._y["logits"])
-
-
 def compute_plan_placement(path: Path, compute_units: str = "ALL") -> dict[str, Any]:
     """macOS only: per-op preferred device from MLComputePlan (the real ANE placement)."""
     from collections import Counter
@@ -227,12 +192,6 @@ class CoreMLConverter(Converter):
     extension = ".mlpackage"
     modules = ("coremltools",)
     manifest_reports = ("coreml", "ane_lint")
-
-    def runtime_available(self) -> Availability:
-        if sys.platform != "darwin":
-            return Availability(False, f"Core ML runs only on macOS (this host: {sys.platform}; coremltools "
-                                       "has no Linux runtime)", "validate on a Mac or with the iOS app")
-        return Availability.check_modules(["coremltools.libcoremlpython"], "coreml")
 
     def tool_versions(self) -> dict[str, str]:
         import coremltools as ct
@@ -295,8 +254,6 @@ class CoreMLConverter(Converter):
             mode="linear_symmetric", dtype="int8", granularity="per_channel"))
         return cto.linear_quantize_weights(mlmodel, cfg)
 
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        return CoreMLRunner(Path(artifact.path))  # Core ML schedules its own threads
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         extras, rt = super().manifest_extras(state, artifact_path), self.runtime_available()

@@ -15,37 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import base, register_converter
-from .base import Artifact, Converter, ExportState, Runner, Target, unsupported_op_from
+from .base import Converter, ExportState, Target, unsupported_op_from
 
 OPSET = 18
 SIMPLIFIERS = ("onnxslim", "onnxsim", "none")
 DEFAULT_SIMPLIFIER = "onnxsim"  # measured: results/simplifiers.md (scripts/bench_export.py simplifiers)
 MAX_DYNAMIC_BATCH = 64
-
-
-class OnnxRunner(Runner):
-    runtime = "onnxruntime"
-
-    def __init__(self, path: Path, num_threads: int = 1):
-        self.threads = num_threads
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = num_threads
-        so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.runtime_version = ort.__version__
-        self.input_name = self.session.get_inputs()[0].name
-        self._y: list[np.ndarray] = []
-
-    def invoke(self) -> None:
-        self._y = self.session.run(None, {self.input_name: self._x})
-
-    def get_output(self) -> np.ndarray:
-        return self._y[0]
 
 
 def node_counts(model) -> Counter:
@@ -125,9 +101,6 @@ class OnnxFile:
 
         return {p.key: p.value for p in onnx.load(str(artifact_path), load_external_data=False).metadata_props}
 
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        return OnnxRunner(Path(artifact.path), num_threads=threads or 1)
-
 
 @dataclass(frozen=True)
 class OnnxOptions(base.Options):
@@ -145,7 +118,7 @@ class OnnxConverter(OnnxFile, Converter):
     Options = OnnxOptions
     runtime_name = "onnxruntime"
     packages = ("onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim")
-    modules, runtime_modules = ("onnx", "onnxscript", "onnxruntime"), ("onnxruntime",)
+    modules = ("onnx", "onnxscript", "onnxruntime")
     manifest_reports = ("onnx",)
 
     def convert(self, state: ExportState, out_path: Path) -> Path:

@@ -252,8 +252,7 @@ class TensorRTConverter(OnnxFile, Converter):
     default_scheme = "fp16"
     range_search = True
     packages = modules = ("onnx", "onnxruntime")
-    # the artifact is the engine's ONNX; onnxruntime runs it (fp16 and Q/DQ). Engine: ``engine_available``
-    runtime_modules = ("onnxruntime",)
+    # the artifact is the engine's ONNX; the onnxruntime runtime runs it (fp16 and Q/DQ). Engine: ``engine_available``
 
     def tool_versions(self) -> dict[str, str]:
         versions = super().tool_versions()

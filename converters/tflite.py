@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import base, register_converter
-from .base import Artifact, Converter, ExportState, Runner, Target, unsupported_op_from
+from .base import Converter, ExportState, Target, unsupported_op_from
 
 METADATA_NAME = "mobexport"
 # Coral Edge TPU compiler's documented supported operations (coral.ai/docs/edgetpu/models-intro), as TFLite
@@ -45,50 +45,6 @@ class TFLiteOptions(base.Options):
 
 def _nhwc(state: ExportState) -> bool:
     return TFLiteOptions.of(state).nhwc
-
-
-class TFLiteRunner(Runner):
-    runtime = "ai-edge-litert"
-
-    def __init__(self, path: Path, num_threads: int = 1):
-        self.threads = num_threads
-        from importlib.metadata import version
-
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
-        self.runtime_version = version("ai-edge-litert")
-        self.compute_unit = "cpu (XNNPACK)"
-        self.inp = self.interpreter.get_input_details()[0]
-        self.out = self.interpreter.get_output_details()[0]
-        self.nhwc = self.inp["shape"][-1] in (1, 3) and self.inp["shape"][1] not in (1, 3)
-
-    def native_input(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if self.nhwc:
-            x = x.transpose(0, 2, 3, 1)
-        dtype = self.inp["dtype"]
-        if dtype != np.float32:
-            scale, zp = self.inp["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale) + zp, info.min, info.max)
-        return np.ascontiguousarray(x, dtype=dtype)
-
-    def set_input(self, x: np.ndarray) -> None:
-        self.interpreter.set_tensor(self.inp["index"], x)
-
-    def invoke(self) -> None:
-        self.interpreter.invoke()
-
-    def get_output(self) -> np.ndarray:
-        return self.interpreter.get_tensor(self.out["index"])
-
-    def float_output(self, y: np.ndarray) -> np.ndarray:
-        if self.out["dtype"] != np.float32:
-            scale, zp = self.out["quantization"]
-            return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
-        return np.asarray(y, dtype=np.float32)
 
 
 def inspect_ops(path: Path) -> dict[str, Any]:
@@ -242,7 +198,6 @@ class TFLiteConverter(Converter):
     runtime_name = "ai-edge-litert"
     packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torchao")
     modules = ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer")
-    runtime_modules = ("ai_edge_litert.interpreter",)
     manifest_reports = ("tflite",)
     extension = ".tflite"
     range_search = True
@@ -320,7 +275,4 @@ class TFLiteConverter(Converter):
             extras["edgetpu_note"] = ("estimate from the documented Edge TPU op list and tensor dtypes; the Edge "
                                       "TPU compiler is not available here, so the mapping is unverified")
         return extras
-
-    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
-        return TFLiteRunner(Path(artifact.path), num_threads=threads or 1)
 

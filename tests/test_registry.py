@@ -17,6 +17,7 @@ from mobexport.converters import all_targets, formats, get_converter, resolve_ta
 from mobexport.converters.base import GeneralOptions, Target
 from mobexport.converters.pipeline import export
 from mobexport.exporter.errors import UnknownNameError, UsageError
+from tests.plugins import drop_in
 
 MODEL = "mobileone_s0"
 
@@ -90,14 +91,9 @@ class ScriptConverter(Converter):
 @pytest.fixture
 def extra_converter(tmp_path, monkeypatch):
     """``torchscript.py`` dropped into a folder of the converters package's path, as a new format would be."""
-    folder = tmp_path / "plugin"
-    folder.mkdir()
-    (folder / "torchscript.py").write_text(textwrap.dedent(EXTRA_CONVERTER))
-    monkeypatch.setattr(converters, "__path__", [*converters.__path__, str(folder)])
-    monkeypatch.setattr(converters, "_REGISTRY", dict(converters._REGISTRY))
-    monkeypatch.setattr(converters, "_scanned", list(converters._scanned))
+    module = drop_in(converters, "torchscript.py", EXTRA_CONVERTER, tmp_path, monkeypatch)
     yield "torchscript"
-    sys.modules.pop("mobexport.converters.torchscript", None)
+    sys.modules.pop(module, None)
 
 
 def test_extra_converter_is_found_everywhere(extra_converter, capsys):

@@ -1,8 +1,10 @@
 """``mobexport bench ARTIFACT... [--torch MODEL] [--runs 1000] [--warmup N] [--threads N] [--batch N]
-[--pin-cores LIST] [--cooldown S] [--db URL] [--no-store] [--json] [--post URL --token T]``.
+[--pin-cores LIST] [--cooldown S] [--runtime NAME] [--in-process] [--timeout S] [--db URL] [--no-store] [--json]
+[--post URL --token T]``.
 
-Times exported artifacts on this host (min of N round trips as the headline), stores every result with its
-raw samples, and optionally posts it to a ``mobexport serve`` instance. Exit codes: 0 every artifact timed or
+Times exported artifacts on this host (min of N round trips as the headline), each in a fresh worker process
+that imports only its runtime, stores every result with its raw samples, and optionally posts it to a
+``mobexport serve`` instance. A worker that dies or hangs is RUN_FAILED with the reason; the others still run. Exit codes: 0 every artifact timed or
 skipped because its runtime is missing here, 3 nothing could be timed, 4 an artifact failed to load or run.
 """
 
@@ -25,6 +27,12 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch size (the artifact must accept it)")
     p.add_argument("--pin-cores", help="comma-separated CPU ids to pin the process to, e.g. 0 or 0,1")
     p.add_argument("--cooldown", type=float, default=0.0, metavar="S", help="seconds of rest between models")
+    p.add_argument("--runtime", metavar="NAME",
+                   help="the registered runtime to run the artifacts with (default: each format's first runtime)")
+    p.add_argument("--in-process", action="store_true",
+                   help="time in this process instead of a fresh worker per artifact (memory is then the process')")
+    p.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+                   help="seconds a worker may take before it is killed and the artifact is RUN_FAILED")
     p.add_argument("--db", help="results database (default ./mobexport-results.db)")
     p.add_argument("--no-store", action="store_true", help="do not write the results database")
     p.add_argument("--post", metavar="URL", help="also POST each result to a mobexport server")
@@ -52,7 +60,8 @@ def run(args) -> int:
     if not args.artifacts and not args.torch:
         raise UsageError("nothing to bench: pass export folders/artifacts and/or --torch MODEL")
     cfg = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, batch=args.batch,
-                      pin_cores=_cores(args.pin_cores), cooldown_s=args.cooldown)
+                      pin_cores=_cores(args.pin_cores), cooldown_s=args.cooldown,
+                      runtime=args.runtime, in_process=args.in_process, timeout_s=args.timeout)
     cfg.check()
     if args.post:  # a wrong token or a dead server is found now, not after every artifact was timed
         from mobexport.benchmarks.server import check_server

@@ -1,0 +1,215 @@
+"""The timing protocol, and the worker process each artifact is timed in.
+
+``measure(job)`` loads one artifact through its runtime (``converters/runtimes``), warms it up and times
+``runs`` round trips set input → invoke → read output with ``perf_counter_ns`` and the garbage collector off.
+``run_in_worker(job, timeout_s)`` does it in a fresh process started with the *spawn* method (never fork: a
+forked child would inherit the parent's torch and every backend already imported, and their memory). That
+process imports this module, numpy and the one runtime module the job names — not torch (unless the runtime is
+PyTorch itself) — so its ``load_ms``, peak RSS and RSS growth at load are the model's own. The result comes
+back over a pipe; a worker that dies or hangs is an error dict with the reason, never a number.
+
+This module imports nothing heavy at module level: it is what a worker process imports first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import importlib.util
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ---------------------------------------------------------------- the protocol
+
+def time_round_trips(runner, x: np.ndarray, runs: int) -> list[float]:
+    """``runs`` timed round trips (set input → invoke → read output), milliseconds, in run order."""
+    pc, set_input, invoke, get_output = time.perf_counter_ns, runner.set_input, runner.invoke, runner.get_output
+    ns = [0] * runs
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(runs):
+            t0 = pc()
+            set_input(x)
+            invoke()
+            get_output()
+            ns[i] = pc() - t0
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return [v / 1e6 for v in ns]
+
+
+def warm_up(runner, x: np.ndarray, warmup: int) -> np.ndarray:
+    """One checked run, then ``warmup`` more; returns the first output."""
+    runner.set_input(x)
+    runner.invoke()
+    y = np.asarray(runner.get_output())
+    if y.size == 0 or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+        raise RuntimeError(f"first run produced {'no' if y.size == 0 else 'non-finite'} output")
+    for _ in range(warmup):
+        runner.set_input(x)
+        runner.invoke()
+        runner.get_output()
+    return y
+
+
+class PeakRSS:
+    """Peak resident memory since ``reset`` (Linux: VmHWM after clear_refs; elsewhere the process peak)."""
+
+    def reset(self) -> None:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_mb(self) -> float:
+        return _status_mb("VmHWM:") or _ru_maxrss_mb()
+
+    @staticmethod
+    def current_mb() -> float | None:
+        return _status_mb("VmRSS:")
+
+
+def _status_mb(key: str) -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def _ru_maxrss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+@contextlib.contextmanager
+def pinned(cores: list[int] | None) -> Iterator[str]:
+    """Pin this process to ``cores`` for the duration (os.sched_setaffinity); yields a note for the record."""
+    if not cores:
+        yield ""
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        from mobexport.exporter.errors import UsageError
+
+        raise UsageError(f"--pin-cores is not supported on {sys.platform} (no os.sched_setaffinity)")
+    before = os.sched_getaffinity(0)
+    if not set(cores) <= before:
+        from mobexport.exporter.errors import UsageError
+
+        raise UsageError(f"--pin-cores {cores}: this process may only use cores {sorted(before)}")
+    os.sched_setaffinity(0, set(cores))
+    try:
+        yield f"pinned to cores {sorted(set(cores))}"
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+# ---------------------------------------------------------------- one measurement
+
+def _runtime(job: dict[str, Any]):
+    """The job's runtime, importing only its module (from its file when a plugin folder holds it)."""
+    name, module = job["runtime"], job["runtime_module"]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError:
+        spec = importlib.util.spec_from_file_location(module, job["runtime_file"])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module] = mod
+        spec.loader.exec_module(mod)
+    from mobexport.converters import runtimes
+
+    return runtimes._REGISTRY[name]
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Load, warm up and time one artifact here. Keys: ``error`` (``LOAD_FAILED``/``RUN_FAILED``, with
+    ``reason``) or the samples with load time, memory and the runner's description."""
+    runtime = _runtime(job)
+    rss = PeakRSS()
+    if job.get("reset_peak", False):
+        rss.reset()
+    before = rss.current_mb()
+    t0 = time.perf_counter_ns()
+    try:
+        runner = runtime.load(job["artifact_path"], job.get("manifest") or {}, job.get("threads"),
+                              job.get("options") or None)
+    except Exception as e:  # the runtime refused the artifact
+        return {"error": "LOAD_FAILED", "reason": f"{type(e).__name__}: {e}"}
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    after = rss.current_mb()
+    try:
+        x = runner.native_input(job["x"])
+        with pinned(job.get("pin_cores")) as pin_note:
+            warm_up(runner, x, job["warmup"])
+            samples = time_round_trips(runner, x, job["runs"])
+        runner.close()
+    except Exception as e:
+        if type(e).__name__ == "UsageError":
+            raise
+        return {"error": "RUN_FAILED", "reason": f"{type(e).__name__}: {e}"}
+    return {"samples": samples, "load_ms": load_ms, "peak_rss_mb": rss.peak_mb(), "rss_before_load_mb": before,
+            "rss_growth_at_load_mb": None if before is None or after is None else after - before,
+            "runtime": runner.runtime or runtime.name, "runtime_version": str(runner.runtime_version or "unknown"),
+            "compute_unit": runner.compute_unit, "threads": runner.threads, "pin_note": pin_note,
+            "input_dtype": str(x.dtype), "input_shape": list(x.shape),
+            "artifact_sha256": getattr(runner, "artifact_sha256", None),
+            "weights_tag": getattr(runner, "weights_tag", None),
+            "profile_file": getattr(runner, "profile_file", None),
+            "pid": os.getpid(), "torch_imported": "torch" in sys.modules}
+
+
+# ---------------------------------------------------------------- the worker process
+
+def _child(conn, job: dict[str, Any]) -> None:
+    try:
+        out = measure(job)
+    except BaseException as e:  # anything else still goes back as a reason
+        out = {"error": "RUN_FAILED", "reason": f"{type(e).__name__}: {e}"}
+    conn.send(out)
+    conn.close()
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"worker killed by {signal.Signals(-code).name}"
+    return f"worker exited with code {code} before sending a result"
+
+
+def run_in_worker(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """``measure(job)`` in a fresh spawned process; a death or a hang is ``{"error": "RUN_FAILED", ...}``."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, job), name=f"mobexport-bench-{job['runtime']}", daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout_s):
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+                return {"error": "RUN_FAILED", "reason": f"worker hung: no result within {timeout_s:g} s, killed"}
+            proc.join(5)
+            return {"error": "RUN_FAILED", "reason": _death(proc.exitcode)}
+        try:
+            return parent.recv()
+        except (EOFError, OSError):  # the pipe closed: the worker died before (or while) sending
+            proc.join(5)
+            return {"error": "RUN_FAILED", "reason": _death(proc.exitcode)}
+    finally:
+        parent.close()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

@@ -1,0 +1,107 @@
+"""Runtime registry: what *runs* an artifact, separate from what *writes* it (``converters/<format>.py``).
+
+A runtime module ``converters/runtimes/<name>.py`` decorates a ``Runtime`` subclass with ``@register_runtime``;
+every module of this package (and of any folder added to its ``__path__``) is imported on first use, so a
+second runtime for a format is one file. A runtime has a ``name``, the ``formats`` it runs, ``version()``,
+``available()`` (an ``Availability`` with the install hint) and ``load(artifact_path, manifest, threads,
+options) -> Runner``. Validation, ``Converter.load``, ``mobexport bench`` (``--runtime NAME``) and the PyTorch
+baseline all go through it; the default for a format is its first runtime by ``rank`` (then registration
+order). Runtime modules import their backend inside functions only, so the registry is cheap to scan and a
+timing worker (``benchmarks/worker.py``) imports nothing but its runtime and numpy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mobexport.exporter.errors import UnknownNameError, UsageError
+
+from .. import _registry
+from ..base import Availability, Runner
+
+__all__ = ["Runtime", "available_runtimes", "default_runtime", "get_runtime", "register_runtime", "runtimes_for"]
+
+_REGISTRY: dict[str, Runtime] = {}
+_BROKEN: dict[str, str] = {}
+_scanned: list[str] = []
+
+
+class Runtime:
+    """One way of running artifacts of some formats on this host."""
+
+    name: str = ""
+    formats: tuple[str, ...] = ()
+    rank: int = 100  # the default runtime of a format is the one of lowest rank
+    packages: tuple[str, ...] = ()  # distributions whose version is reported (the first one is ``version()``)
+    modules: tuple[str, ...] = ()  # what must import to run; else ``pip install 'mobexport[<extra>]'``
+    extra: str = ""
+
+    def version(self) -> str:
+        from ..base import package_versions
+
+        versions = package_versions(self.packages)
+        return next(iter(versions.values()), "unknown")
+
+    def available(self) -> Availability:
+        return Availability.check_modules(self.modules, self.extra or (self.formats[0] if self.formats else ""))
+
+    def load(self, artifact_path: str | Path, manifest: dict[str, Any] | None = None, threads: int | None = None,
+             options: dict[str, Any] | None = None) -> Runner:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<runtime {self.name} ({', '.join(self.formats)})>"
+
+
+def register_runtime(cls: type[Runtime]) -> type[Runtime]:
+    """Class decorator: register one instance of ``cls`` under ``cls.name``."""
+    if not cls.name or not cls.formats:
+        raise TypeError(f"{cls.__name__}: a runtime declares its name and the formats it runs")
+    _registry.add(_REGISTRY, cls.name, cls, "runtime")
+    return cls
+
+
+def _discover() -> None:
+    _registry.scan(__name__, __path__, _scanned, _BROKEN)
+
+
+def names() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].rank, n))
+
+
+def get_runtime(name: str) -> Runtime:
+    _discover()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BROKEN:
+        raise UsageError(f"the runtime '{name}' does not load in this installation: {_BROKEN[name]}")
+    raise UnknownNameError("runtime", name, names())
+
+
+def runtimes_for(fmt: str) -> list[Runtime]:
+    """The runtimes that run ``fmt``, the default first."""
+    return [_REGISTRY[n] for n in names() if fmt in _REGISTRY[n].formats]
+
+
+def default_runtime(fmt: str) -> Runtime:
+    found = runtimes_for(fmt)
+    if not found:
+        raise UsageError(f"no runtime runs format '{fmt}' (runtimes: {', '.join(names()) or 'none'})")
+    return found[0]
+
+
+def available_runtimes(fmt: str) -> list[Runtime]:
+    return [r for r in runtimes_for(fmt) if r.available().ok]
+
+
+def choose(fmt: str, name: str | None = None) -> Runtime:
+    """``name`` if given (it must run ``fmt``), else the format's default runtime."""
+    if not name:
+        return default_runtime(fmt)
+    rt = get_runtime(name)
+    if fmt not in rt.formats:
+        raise UsageError(f"runtime '{name}' does not run format '{fmt}' (it runs {', '.join(rt.formats)}); "
+                         f"runtimes for {fmt}: {', '.join(r.name for r in runtimes_for(fmt)) or 'none'}")
+    return rt

@@ -1,0 +1,71 @@
+"""LiteRT (``ai-edge-litert``) Interpreter with its default XNNPACK delegate: runs ``tflite`` artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..base import Runner
+from . import Runtime, register_runtime
+
+
+class TFLiteRunner(Runner):
+    runtime = "ai-edge-litert"
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        self.threads = num_threads
+        from importlib.metadata import version
+
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.runtime_version = version("ai-edge-litert")
+        self.compute_unit = "cpu (XNNPACK)"
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+        self.nhwc = self.inp["shape"][-1] in (1, 3) and self.inp["shape"][1] not in (1, 3)
+
+    def native_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if self.nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        dtype = self.inp["dtype"]
+        if dtype != np.float32:
+            scale, zp = self.inp["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max)
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def set_input(self, x: np.ndarray) -> None:
+        self.interpreter.set_tensor(self.inp["index"], x)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def get_output(self) -> np.ndarray:
+        return self.interpreter.get_tensor(self.out["index"])
+
+    def float_output(self, y: np.ndarray) -> np.ndarray:
+        if self.out["dtype"] != np.float32:
+            scale, zp = self.out["quantization"]
+            return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+        return np.asarray(y, dtype=np.float32)
+
+
+@register_runtime
+class LiteRT(Runtime):
+    name = "ai-edge-litert"
+    formats = ("tflite",)
+    rank = 10
+    packages = ("ai-edge-litert",)
+    modules = ("ai_edge_litert.interpreter",)
+    extra = "tflite"
+
+    def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
+             options: dict[str, Any] | None = None) -> Runner:
+        if options:
+            raise ValueError(f"ai-edge-litert takes no options, got {options}")
+        return TFLiteRunner(Path(artifact_path), num_threads=threads or 1)

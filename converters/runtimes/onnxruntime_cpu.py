@@ -1,0 +1,69 @@
+"""onnxruntime, CPU execution provider: runs ``onnx`` artifacts and the ONNX a TensorRT engine is built from
+(fp16 and Q/DQ int8). Options: ``graph_optimization`` (``all`` default, ``basic``, ``extended``, ``disabled``),
+``profile`` (a folder: onnxruntime's per-node profiler writes its JSON there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..base import Runner
+from . import Runtime, register_runtime
+
+GRAPH_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
+
+
+class OnnxRunner(Runner):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, num_threads: int = 1, graph_optimization: str = "all",
+                 profile_dir: str | None = None):
+        import onnxruntime as ort
+
+        self.threads = num_threads
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = num_threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
+        if profile_dir:
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(profile_dir) / "ort_profile")
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.runtime_version = ort.__version__
+        self.input_name = self.session.get_inputs()[0].name
+        self._y: list[np.ndarray] = []
+        self.profile_file: str | None = None
+
+    def invoke(self) -> None:
+        self._y = self.session.run(None, {self.input_name: self._x})
+
+    def get_output(self) -> np.ndarray:
+        return self._y[0]
+
+    def close(self) -> None:
+        if self.session.get_session_options().enable_profiling and self.profile_file is None:
+            self.profile_file = self.session.end_profiling()
+
+
+@register_runtime
+class OnnxRuntimeCPU(Runtime):
+    name = "onnxruntime"
+    formats = ("onnx", "tensorrt")
+    rank = 10
+    packages = ("onnxruntime",)
+    modules = ("onnxruntime",)
+    extra = "onnx"
+
+    def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
+             options: dict[str, Any] | None = None) -> Runner:
+        opts = dict(options or {})
+        level = opts.pop("graph_optimization", "all")
+        profile = opts.pop("profile", None)
+        if opts or level not in GRAPH_LEVELS:
+            raise ValueError(f"onnxruntime options: graph_optimization in {sorted(GRAPH_LEVELS)}, profile; "
+                             f"got {options}")
+        return OnnxRunner(Path(artifact_path), num_threads=threads or 1, graph_optimization=level,
+                          profile_dir=profile)

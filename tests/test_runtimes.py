@@ -1,0 +1,147 @@
+"""The runtime registry (converters/runtimes) and the benchmark worker (benchmarks/worker.py), on real
+artifacts: a runtime dropped in as one file is selectable by ``bench --runtime`` and used; each artifact is
+timed in its own spawned worker that has not imported torch; a worker killed mid-run, or one that hangs, is
+RUN_FAILED with the reason while the other artifacts still run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from mobexport.benchmarks.harness import BenchConfig, bench_artifact, find_artifacts, run_benchmarks
+from mobexport.cli import main
+from mobexport.converters import get_converter, runtimes
+from mobexport.exporter.errors import UnknownNameError, UsageError
+from mobexport.exporter.status import Status
+from tests.plugins import drop_in
+from tests.test_harness import MODEL
+from tests.test_harness import exports as _exports
+
+exports = _exports  # real onnx-fp32 and tflite-fp32 exports (one per module)
+
+# onnxruntime with graph optimizations off, beside the default: the whole of a new runtime
+NOOPT_RUNTIME = '''
+from mobexport.converters.runtimes import register_runtime
+from mobexport.converters.runtimes.onnxruntime_cpu import OnnxRuntimeCPU
+
+
+@register_runtime
+class OnnxRuntimeNoOpt(OnnxRuntimeCPU):
+    name = "onnxruntime-noopt"
+    formats = ("onnx",)
+    rank = 50
+
+    def load(self, artifact_path, manifest=None, threads=None, options=None):
+        runner = super().load(artifact_path, manifest, threads, {"graph_optimization": "disabled"})
+        runner.runtime = self.name
+        runner.compute_unit = "cpu (graph optimizations off)"
+        return runner
+'''
+
+
+@pytest.fixture
+def extra_runtime(tmp_path, monkeypatch):
+    """``onnxruntime_noopt.py`` dropped into a folder of the runtimes package's path: nothing else changes."""
+    module = drop_in(runtimes, "onnxruntime_noopt.py", NOOPT_RUNTIME, tmp_path, monkeypatch)
+    yield "onnxruntime-noopt"
+    sys.modules.pop(module, None)
+
+
+def test_registry_defaults_and_errors():
+    assert runtimes.default_runtime("onnx").name == "onnxruntime"
+    assert runtimes.default_runtime("tflite").name == "ai-edge-litert"
+    assert runtimes.default_runtime("tensorrt").name == "onnxruntime"  # the engine's ONNX
+    assert runtimes.default_runtime("coreml").name == "coremltools"
+    assert get_converter("onnx").runtime().name == "onnxruntime"
+    if sys.platform != "darwin":
+        avail = runtimes.get_runtime("coremltools").available()
+        assert not avail.ok and "macOS" in avail.reason and avail.install_hint
+    assert runtimes.get_runtime("onnxruntime").version() not in ("", "unknown")
+    with pytest.raises(UnknownNameError):
+        runtimes.get_runtime("onnxruntme")
+    with pytest.raises(UsageError, match="does not run format 'tflite'"):
+        runtimes.choose("tflite", "onnxruntime")
+    with pytest.raises(TypeError, match="registered twice"):
+        runtimes.register_runtime(type("Other", (runtimes.Runtime,), {"name": "onnxruntime", "formats": ("onnx",)}))
+
+
+def test_runtime_added_as_one_file_is_selectable_and_used(extra_runtime, exports, tmp_path, capsys):
+    assert [r.name for r in runtimes.runtimes_for("onnx")] == ["onnxruntime", extra_runtime]
+    assert runtimes.default_runtime("onnx").name == "onnxruntime"  # the default stays the default
+    onnx_dir = exports / MODEL / "onnx-fp32"
+    code = main(["bench", str(onnx_dir), "--runtime", extra_runtime, "--runs", "20", "--warmup", "1",
+                 "--no-store", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and [r["runtime"] for r in rows] == [extra_runtime]
+    assert rows[0]["compute_unit"] == "cpu (graph optimizations off)" and rows[0]["runs"] == 20
+    # the same artifact through the converter (what validation and eval use) with the new runtime
+    art = find_artifacts(onnx_dir)[0]
+    runner = get_converter("onnx").load(art, runtime=extra_runtime)
+    default = get_converter("onnx").load(art)
+    try:
+        sess = runner.session.get_session_options()
+        assert str(sess.graph_optimization_level).endswith("ORT_DISABLE_ALL")
+        assert str(default.session.get_session_options().graph_optimization_level).endswith("ORT_ENABLE_ALL")
+    finally:
+        runner.close()
+        default.close()
+    # a runtime that does not run the format is a usage error, before anything is timed
+    assert main(["bench", str(exports / MODEL / "tflite-fp32"), "--runtime", extra_runtime, "--no-store"]) == 2
+
+
+def test_each_artifact_runs_in_its_own_worker_without_torch(exports):
+    outs = run_benchmarks([str(exports)], BenchConfig(runs=20, warmup=1))
+    assert [o.bench_status for o in outs] == [Status.OK, Status.OK]
+    workers = [o.extra["worker"] for o in outs]
+    assert len({w["pid"] for w in workers} | {os.getpid()}) == 3  # two fresh processes, neither this one
+    assert all(w["torch_imported"] is False for w in workers)
+    assert "torch" in sys.modules  # this process has it: the worker's memory is not this process'
+    for o, w in zip(outs, workers, strict=True):
+        assert 0 < o.result.peak_rss_mb < 1000 and w["rss_growth_at_load_mb"] > 0
+        assert "own worker process" in o.result.notes
+    inproc = bench_artifact(find_artifacts(exports / MODEL / "onnx-fp32")[0], BenchConfig(runs=5, warmup=0,
+                                                                                           in_process=True))
+    assert inproc.extra["worker"]["pid"] == os.getpid() and "in-process" in inproc.result.notes
+
+
+def _kill_first_worker(killed: list[int], stop: threading.Event) -> None:
+    while not stop.is_set() and not killed:
+        for p in multiprocessing.active_children():
+            if p.name.startswith("mobexport-bench-"):
+                os.kill(p.pid, signal.SIGKILL)
+                killed.append(p.pid)
+                return
+        time.sleep(0.005)
+
+
+def test_killed_worker_is_run_failed_and_the_run_goes_on(exports):
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_worker, args=(killed, stop), daemon=True)
+    killer.start()
+    try:
+        outs = run_benchmarks([str(exports)], BenchConfig(runs=200, warmup=1))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "the test never saw a worker to kill"
+    assert outs[0].bench_status is Status.RUN_FAILED and outs[0].result is None
+    assert "worker killed by SIGKILL" in outs[0].reason
+    assert outs[1].bench_status is Status.OK and outs[1].result.runs == 200
+
+
+def test_hung_worker_is_run_failed_after_the_timeout(exports, capsys):
+    t0 = time.monotonic()
+    code = main(["bench", str(exports / MODEL / "onnx-fp32"), "--runs", "10000000", "--timeout", "3",
+                 "--no-store", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert time.monotonic() - t0 < 60
+    assert code == 4 and rows[0]["bench_status"] == "RUN_FAILED" and "no result within 3 s" in rows[0]["reason"]
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("mobexport-bench-")]
