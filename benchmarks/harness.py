@@ -195,6 +195,14 @@ def _job(rt, path: str, manifest: dict[str, Any], x: np.ndarray, cfg: BenchConfi
             "reset_peak": cfg.in_process}
 
 
+def artifact_job(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
+    """The job ``benchmarks.worker.measure`` runs for ``artifact`` (its runtime chosen as ``bench`` would)."""
+    rt, reason = _runtime(artifact.target.split("-", 1)[0], cfg)
+    if rt is None:
+        raise UsageError(reason)
+    return _job(rt, str(artifact.path), artifact.manifest, float_input(artifact.manifest, cfg.batch), cfg)
+
+
 def _measure(job: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
     return measure(job) if cfg.in_process else run_in_worker(job, cfg.timeout_s)
 

@@ -145,3 +145,15 @@ def test_hung_worker_is_run_failed_after_the_timeout(exports, capsys):
     assert time.monotonic() - t0 < 60
     assert code == 4 and rows[0]["bench_status"] == "RUN_FAILED" and "no result within 3 s" in rows[0]["reason"]
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("mobexport-bench-")]
+
+
+def test_lut_builder_times_blocks_through_the_registry(extra_runtime, exports):
+    from mobexport.benchmarks.analysis import lut
+
+    path = exports / MODEL / "onnx-fp32" / f"{MODEL}.onnx"
+    shape = (1, 3, 224, 224)
+    for name in ("onnxruntime", extra_runtime):  # the default, and the runtime dropped in for this test
+        mn, p50 = lut.time_onnx(path, shape, runs=5, warmup=1, threads=1, runtime=name)
+        assert 0 < mn <= p50
+    with pytest.raises(UsageError, match="does not run format 'onnx'"):
+        lut.build([MODEL], runtime="ai-edge-litert")

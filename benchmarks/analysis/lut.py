@@ -8,8 +8,8 @@ model's own ``forward`` outside any child (a functional global pool, a flatten) 
 are cheap, and the residual shows up in the accuracy figures.
 
 Each block is exported alone to ONNX (TorchScript exporter: 0.3 s vs 1–4 s per export for the dynamo one,
-same ORT graph for these ops) and timed with the host harness protocol (warm-up, then min of N round
-trips). ``predict`` needs no runtime at all.
+same ORT graph for these ops), loaded by a registered runtime of the onnx format (``converters/runtimes``) and
+timed with the harness's own loop (``benchmarks/worker.py``: warm-up, then min of N round trips). ``predict`` needs no runtime at all.
 """
 
 from __future__ import annotations
@@ -129,38 +129,39 @@ def export_onnx(module, input_shape, path: Path) -> None:
                           input_names=["input"], output_names=["output"])
 
 
-def time_onnx(path: Path, input_shape, runs: int, warmup: int, threads: int) -> tuple[float, float]:
-    """(min_ms, p50_ms) of ``runs`` round trips after ``warmup`` — the harness protocol on an ORT session."""
+def time_onnx(path: Path, input_shape, runs: int, warmup: int, threads: int,
+              runtime: str = "onnxruntime") -> tuple[float, float]:
+    """(min_ms, p50_ms) of ``runs`` round trips after ``warmup``: the block loaded by a registered runtime of the
+    onnx format (``converters/runtimes``) and timed with the harness's own loop (``benchmarks/worker.py``)."""
     import numpy as np
-    import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    x = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)}
-    for _ in range(max(1, warmup)):
-        sess.run(None, x)
-    samples = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter_ns()
-        sess.run(None, x)
-        samples[i] = time.perf_counter_ns() - t0
-    return float(samples.min() / 1e6), float(np.median(samples) / 1e6)
+    from mobexport.benchmarks.worker import time_round_trips, warm_up
+    from mobexport.converters.runtimes import choose
+
+    runner = choose("onnx", runtime).load(path, {}, threads)
+    try:
+        x = runner.native_input(np.random.default_rng(0).standard_normal(input_shape).astype(np.float32))
+        warm_up(runner, x, max(0, warmup - 1))
+        samples = time_round_trips(runner, x, runs)
+    finally:
+        runner.close()
+    return float(min(samples)), float(np.median(samples))
 
 
 def build(models: list[str], runtime: str = "onnxruntime", out: str | os.PathLike | None = None,
           runs: int = 200, warmup: int = 10, threads: int = 1) -> LatencyTable:
     """Time every distinct block of ``models`` (merging into an existing table at ``out``)."""
-    import onnxruntime as ort
+    from mobexport.converters.runtimes import choose
+    from mobexport.exporter.errors import MobexportError, UsageError
 
-    from mobexport.exporter.errors import UsageError
-
-    if runtime != "onnxruntime":
-        raise UsageError(f"lut build supports --runtime onnxruntime on this host (got {runtime!r}); "
-                         "device tables come from the apps")
+    try:
+        rt = choose("onnx", runtime)  # the blocks are ONNX: a runtime of that format (device tables: the apps)
+    except MobexportError as e:
+        raise UsageError(f"lut build times ONNX blocks on this host: {e}; device tables come from the apps") from None
+    if not (avail := rt.available()).ok:
+        raise UsageError(f"runtime {runtime} unavailable: {avail.reason} ({avail.install_hint})")
     table = LatencyTable.load(out) if out and Path(out).exists() else LatencyTable(
-        runtime, ort.__version__, threads, device=_device(), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        runtime, rt.version(), threads, device=_device(), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if table.runtime != runtime or table.threads != threads:
         raise UsageError(f"{out} was built for {table.runtime} with {table.threads} threads; use another file")
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +172,7 @@ def build(models: list[str], runtime: str = "onnxruntime", out: str | os.PathLik
                     continue
                 path = Path(tmp) / f"{ref.key}.onnx"
                 export_onnx(ref.module, ref.input_shape, path)
-                mn, p50 = time_onnx(path, ref.input_shape, runs, warmup, threads)
+                mn, p50 = time_onnx(path, ref.input_shape, runs, warmup, threads, runtime)
                 table.entries[ref.key] = Entry(ref.key, type(ref.module).__name__, list(ref.input_shape), mn, p50,
                                                runs, f"{spec.name}:{ref.name}")
             if out:
