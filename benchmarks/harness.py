@@ -55,6 +55,7 @@ class BenchConfig:
     runtime_options: dict[str, Any] = field(default_factory=dict)
     in_process: bool = False  # time in this process (the overhead script); default: a fresh worker each
     timeout_s: float = 1800.0  # a worker with no result by then is killed: RUN_FAILED
+    profile: bool = False  # after timing: a per-layer profile beside the artifact, where the runtime has one
 
     def check(self) -> None:
         if self.runs < 1 or self.warmup < 0 or self.batch < 1 or self.cooldown_s < 0 or self.timeout_s <= 0:
@@ -192,7 +193,7 @@ def _job(rt, path: str, manifest: dict[str, Any], x: np.ndarray, cfg: BenchConfi
     return {"runtime": rt.name, "runtime_module": type(rt).__module__, "runtime_file": inspect.getfile(type(rt)),
             "artifact_path": path, "manifest": manifest, "x": x, "threads": cfg.threads,
             "options": cfg.runtime_options, "runs": cfg.runs, "warmup": cfg.warmup, "pin_cores": cfg.pin_cores,
-            "reset_peak": cfg.in_process}
+            "reset_peak": cfg.in_process, "profile_dir": str(Path(path).parent) if cfg.profile and path else None}
 
 
 def artifact_job(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
@@ -230,7 +231,7 @@ def _outcome(out: dict[str, Any], src: str, cfg: BenchConfig, fields: dict[str, 
     notes = "; ".join(n for n in (
         out["pin_note"], f"native input {out['input_dtype']} {out['input_shape']}",
         "in-process" if cfg.in_process else "own worker process",
-        None if growth is None else f"RSS +{growth:.1f} MB at load") if n)
+        None if growth is None else f"RSS +{growth:.1f} MB at load", _profile_note(out.get("profile"))) if n)
     result = BenchmarkResult.from_samples(
         out["samples"], harness="host", **host_info(), runtime=out["runtime"] or "unknown",
         runtime_version=out["runtime_version"][:64], compute_unit=str(out["compute_unit"])[:64],
@@ -238,8 +239,14 @@ def _outcome(out: dict[str, Any], src: str, cfg: BenchConfig, fields: dict[str, 
         peak_rss_mb=out["peak_rss_mb"], load_ms=out["load_ms"], threads=out["threads"],
         timestamp=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), notes=notes, **fields)
     worker = {k: out.get(k) for k in ("pid", "torch_imported", "rss_before_load_mb", "rss_growth_at_load_mb",
-                                      "profile_file")}
+                                      "profile")}
     return BenchOutcome(model, target, src, Status.OK, result=result, extra={"worker": worker})
+
+
+def _profile_note(profile: dict[str, Any] | None) -> str | None:
+    if not profile:
+        return None
+    return f"per-layer profile: {profile['path']}" if "path" in profile else profile["note"]
 
 
 # ---------------------------------------------------------------- PyTorch eager baseline (deploy form)

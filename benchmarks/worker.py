@@ -134,6 +134,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Load, warm up and time one artifact here. Keys: ``error`` (``LOAD_FAILED``/``RUN_FAILED``, with
     ``reason``) or the samples with load time, memory and the runner's description."""
     runtime = _runtime(job)
+    runtime.available()  # imports the backend now: load_ms and the RSS growth at load exclude its import
     rss = PeakRSS()
     if job.get("reset_peak", False):
         rss.reset()
@@ -152,6 +153,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             warm_up(runner, x, job["warmup"])
             samples = time_round_trips(runner, x, job["runs"])
         runner.close()
+        profile = _profile(runtime, job, x) if job.get("profile_dir") else None
     except Exception as e:
         if type(e).__name__ == "UsageError":
             raise
@@ -163,8 +165,31 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             "input_dtype": str(x.dtype), "input_shape": list(x.shape),
             "artifact_sha256": getattr(runner, "artifact_sha256", None),
             "weights_tag": getattr(runner, "weights_tag", None),
-            "profile_file": getattr(runner, "profile_file", None),
+            "profile": profile,
             "pid": os.getpid(), "torch_imported": "torch" in sys.modules}
+
+
+def _profile(runtime, job: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
+    """After the timed runs (never during them): a second runner with the runtime's per-layer profiler on,
+    ``profile_runs`` round trips, the per-layer summary written to ``profile.<runtime>.json`` in
+    ``profile_dir`` (beside the artifact). ``{"path": ...}`` or ``{"note": why there is none}``."""
+    import json
+
+    options = runtime.profile_options(job["profile_dir"])
+    if options is None:
+        return {"note": f"{runtime.name} offers no per-layer profiler"}
+    runner = runtime.load(job["artifact_path"], job.get("manifest") or {}, job.get("threads"),
+                          {**(job.get("options") or {}), **options})
+    runs = job.get("profile_runs", 20)
+    warm_up(runner, x, 0)
+    time_round_trips(runner, x, runs)
+    runner.close()
+    layers = runtime.read_profile(runner)
+    Path(runner.profile_file).unlink(missing_ok=True)  # the summary is what is kept
+    out = Path(job["profile_dir"]) / f"profile.{runtime.name}.json"
+    out.write_text(json.dumps({"runtime": runtime.name, "runtime_version": runtime.version(),
+                               "threads": job.get("threads"), "runs": runs + 1, "layers": layers}, indent=1))
+    return {"path": str(out), "layers": len(layers)}
 
 
 # ---------------------------------------------------------------- the worker process

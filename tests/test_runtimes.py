@@ -157,3 +157,19 @@ def test_lut_builder_times_blocks_through_the_registry(extra_runtime, exports):
         assert 0 < mn <= p50
     with pytest.raises(UsageError, match="does not run format 'onnx'"):
         lut.build([MODEL], runtime="ai-edge-litert")
+
+
+def test_per_layer_profile_is_written_beside_the_artifact(exports, capsys):
+    code = main(["bench", str(exports), "--profile", "--runs", "10", "--warmup", "1", "--no-store", "--json"])
+    rows = {r["target"]: r for r in json.loads(capsys.readouterr().out)}
+    assert code == 0 and {r["bench_status"] for r in rows.values()} == {"OK"}
+    path = exports / MODEL / "onnx-fp32" / "profile.onnxruntime.json"
+    assert f"per-layer profile: {path}" in rows["onnx-fp32"]["notes"]
+    prof = json.loads(path.read_text())
+    assert prof["runtime"] == "onnxruntime" and prof["runs"] == 21 and len(prof["layers"]) > 10
+    assert "Conv" in {layer["op"] for layer in prof["layers"]}
+    assert all(layer["runs"] == 21 and 0 <= layer["min_us"] <= layer["mean_us"] for layer in prof["layers"])
+    # the layers' kernel times add up to no more than the timed round trip (the profiler's own cost aside)
+    assert sum(layer["min_us"] for layer in prof["layers"]) / 1000 < 3 * rows["onnx-fp32"]["max_ms"]
+    assert "ai-edge-litert offers no per-layer profiler" in rows["tflite-fp32"]["notes"]
+    assert not list((exports / MODEL / "onnx-fp32").glob("ort_profile*"))  # the raw trace is not left behind

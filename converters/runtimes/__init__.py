@@ -50,6 +50,15 @@ class Runtime:
              options: dict[str, Any] | None = None) -> Runner:
         raise NotImplementedError
 
+    def profile_options(self, folder: str) -> dict[str, Any] | None:
+        """Load options that make a Runner write a per-layer profile into ``folder`` (read back by
+        ``read_profile`` after ``Runner.close``); None: this runtime offers no per-layer profiler."""
+        return None
+
+    def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
+        """Per layer, in graph order: ``{"layer", "op", "runs", "min_us", "mean_us", "output_shape"}``."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<runtime {self.name} ({', '.join(self.formats)})>"
 

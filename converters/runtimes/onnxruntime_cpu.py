@@ -67,3 +67,23 @@ class OnnxRuntimeCPU(Runtime):
                              f"got {options}")
         return OnnxRunner(Path(artifact_path), num_threads=threads or 1, graph_optimization=level,
                           profile_dir=profile)
+
+    def profile_options(self, folder: str) -> dict[str, Any] | None:
+        return {"profile": folder}
+
+    def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
+        """onnxruntime's profiler trace (``enable_profiling``): the kernel time of every node, per run."""
+        import json
+
+        per: dict[str, dict[str, Any]] = {}
+        for ev in json.loads(Path(runner.profile_file).read_text()):
+            if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+                continue
+            args = ev.get("args", {})
+            row = per.setdefault(ev["name"].removesuffix("_kernel_time"), {
+                "op": args.get("op_name", "?"), "index": int(args.get("node_index", 0)), "us": [],
+                "output_shape": [next(iter(t.values())) for t in args.get("output_type_shape", [])]})
+            row["us"].append(float(ev.get("dur", 0)))
+        return [{"layer": name, "op": r["op"], "runs": len(r["us"]), "min_us": min(r["us"]),
+                 "mean_us": sum(r["us"]) / len(r["us"]), "output_shape": r["output_shape"]}
+                for name, r in sorted(per.items(), key=lambda kv: kv[1]["index"])]

@@ -1,6 +1,6 @@
 """``mobexport bench ARTIFACT... [--torch MODEL] [--runs 1000] [--warmup N] [--threads N] [--batch N]
-[--pin-cores LIST] [--cooldown S] [--runtime NAME] [--in-process] [--timeout S] [--db URL] [--no-store] [--json]
-[--post URL --token T]``.
+[--pin-cores LIST] [--cooldown S] [--runtime NAME] [--in-process] [--timeout S] [--profile] [--db URL] [--no-store]
+[--json] [--post URL --token T]``.
 
 Times exported artifacts on this host (min of N round trips as the headline), each in a fresh worker process
 that imports only its runtime, stores every result with its raw samples, and optionally posts it to a
@@ -33,6 +33,9 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
                    help="time in this process instead of a fresh worker per artifact (memory is then the process')")
     p.add_argument("--timeout", type=float, default=1800.0, metavar="S",
                    help="seconds a worker may take before it is killed and the artifact is RUN_FAILED")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, write a per-layer profile (profile.<runtime>.json) beside each artifact "
+                        "where its runtime has a profiler (onnxruntime)")
     p.add_argument("--db", help="results database (default ./mobexport-results.db)")
     p.add_argument("--no-store", action="store_true", help="do not write the results database")
     p.add_argument("--post", metavar="URL", help="also POST each result to a mobexport server")
@@ -61,7 +64,8 @@ def run(args) -> int:
         raise UsageError("nothing to bench: pass export folders/artifacts and/or --torch MODEL")
     cfg = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, batch=args.batch,
                       pin_cores=_cores(args.pin_cores), cooldown_s=args.cooldown,
-                      runtime=args.runtime, in_process=args.in_process, timeout_s=args.timeout)
+                      runtime=args.runtime, in_process=args.in_process, timeout_s=args.timeout,
+                      profile=args.profile)
     cfg.check()
     if args.post:  # a wrong token or a dead server is found now, not after every artifact was timed
         from mobexport.benchmarks.server import check_server
