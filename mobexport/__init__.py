@@ -9,13 +9,15 @@ Public API (imported lazily so that ``import mobexport`` and ``mobexport --help`
     mobexport.export(model, target, *, weights=None, num_classes=None, input_size=None, input_shape=None,
                      labels=None, preprocessing=None, out_dir="exports", ...) -> ExportResult
                      # model: a zoo name, "file.py:factory" / "package.module:factory", or any nn.Module
+    mobexport.export_all(model, targets="all", *, bench=False, runs=100, ...) -> list[TargetRecord]
+                     # every target (ids, format names or "all") in one go, past failures; optionally timed
     mobexport.evaluate(artifacts, data, *, db=None, ...) -> list[dict]               # accuracy on labelled data
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "evaluate", "export", "get_spec", "list_models", "reparameterize", "__version__"]
+__all__ = ["create_model", "evaluate", "export", "export_all", "get_spec", "list_models", "reparameterize", "__version__"]
 
 
 def __getattr__(name: str):
@@ -27,6 +29,10 @@ def __getattr__(name: str):
         from .converters.pipeline import export
 
         return export
+    if name == "export_all":
+        from .converters.export_all import export_all
+
+        return export_all
     if name == "evaluate":
         from .benchmarks.evaluate import evaluate
 

@@ -17,6 +17,7 @@ import sys
 COMMANDS: list[tuple[str, str, str]] = [
     ("list", "zoo", "list the models of the zoo"),
     ("info", "zoo", "show a model's spec, measured vs published params/MACs"),
+    ("export", "export", "export a model to several targets (or all) in one go, optionally benchmark, one table"),
     ("bench", "bench", "time artifacts on this host (min-of-N round trips), store results"),
     ("results", "results", "show stored results as a table, JSON or plots"),
     ("eval", "eval", "top-1/top-5 of artifacts and their float model on a labelled folder or CSV, stored"),
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the backends' own logs, warnings and progress bars (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, help_text in COMMANDS[:2] + format_commands() + COMMANDS[2:]:
+    for name, module, help_text in COMMANDS[:3] + format_commands() + COMMANDS[3:]:
         mod = importlib.import_module(f"mobexport.commands.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_parser(name, p)
@@ -89,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(f"mobexport.commands.{args._module}")
     try:
         check_model_names(args)
-        return int(mod.run(args) or 0)
+        if args.verbose:
+            return int(mod.run(args) or 0)
+        from mobexport.commands._common import fd_guard
+
+        # native code's writes to fds 1/2 stay hidden; Python's sys.stdout/stderr reach the user
+        with fd_guard(whole_process=argv is None):
+            return int(mod.run(args) or 0)
     except MobexportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

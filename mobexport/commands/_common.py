@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 
 
@@ -19,4 +21,168 @@ def console(stderr: bool = False):
 
 def notice(msg: str) -> None:
     """A visible notice on stderr (keeps stdout clean for --json)."""
-    print(msg, file=sys.stderr)
+    print(msg, file=err_stream())
+
+
+# ---------------------------------------------------------------- progress lines and the backends' console output
+
+_saved_err: list = []  # while backend output is captured: the stream that still reaches the user's stderr
+
+
+def err_stream():
+    """Where our own progress and notices go: the user's stderr, also while a backend call is captured."""
+    return _saved_err[-1] if _saved_err else sys.stderr
+
+
+class StepPrinter:
+    """A ``progress`` callback for ``export()`` / ``run_benchmarks()``: each message starts a step; one plain
+    line per finished step with its time (``model → target: step 1.23 s``), so nothing redraws when piped; while
+    a step runs, a heartbeat line about every ``heartbeat_s`` seconds (``model → target: convert … 20 s so far``)."""
+
+    def __init__(self, enabled: bool = True, heartbeat_s: float = 10.0):
+        self.enabled, self.heartbeat_s = enabled, heartbeat_s
+        self._step: str | None = None
+        self._t0 = 0.0
+        self._stop = None
+
+    def __call__(self, msg: str) -> None:
+        import threading
+        import time
+
+        self.done()
+        self._step, self._t0 = msg, time.perf_counter()
+        if self.enabled and self.heartbeat_s > 0:
+            self._stop = threading.Event()
+            threading.Thread(target=self._beat, args=(msg, self._t0, self._stop), daemon=True).start()
+
+    def _beat(self, msg: str, t0: float, stop) -> None:
+        import time
+
+        while not stop.wait(self.heartbeat_s):
+            try:
+                print(f"{msg} … {time.perf_counter() - t0:.0f} s so far", file=err_stream(), flush=True)
+            except (ValueError, OSError):  # the stream closed as the step ended
+                return
+
+    def done(self, failed: bool = False) -> None:
+        """Print the step in progress (if any) with its time."""
+        import time
+
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
+        if self._step is not None and self.enabled:
+            dt = time.perf_counter() - self._t0
+            print(f"{self._step} {'failed after ' if failed else ''}{dt:.2f} s", file=err_stream(), flush=True)
+        self._step = None
+
+
+@contextlib.contextmanager
+def backend_output(printer: StepPrinter | None = None):
+    """Around a backend call (convert, validate, bench): what the backends print — from Python or from C++
+    straight to file descriptors 1 and 2 — goes to a temporary file instead of the console, unless ``-v``.
+    When the call raises, the tail of that output is shown on stderr and the error goes on. ``printer`` gets
+    its last step closed (with "failed" when the call raised)."""
+    if os.environ.get("MOBEXPORT_VERBOSE"):
+        try:
+            yield
+        except BaseException:
+            if printer:
+                printer.done(failed=True)
+            raise
+        if printer:
+            printer.done()
+        return
+    import logging
+    import tempfile
+
+    logging.disable(logging.WARNING)  # backends' log records (torch.onnx's "torchvision is not installed", ...)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        old = sys.stdout, sys.stderr
+        for s in old:
+            s.flush()
+        saved = os.dup(1), os.dup(2)
+        user_err = (os.fdopen(os.dup(saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
+                    if _is_fd(old[1], 2) else old[1])
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        sys.stdout = sys.stderr = os.fdopen(os.dup(tmp.fileno()), "w", buffering=1, encoding="utf-8",
+                                            errors="replace")
+        _saved_err.append(user_err)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            if printer:
+                printer.done(failed=failed)
+            _saved_err.pop()
+            sys.stdout.close()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sys.stdout, sys.stderr = old
+            if user_err is not old[1]:
+                user_err.close()
+            logging.disable(logging.NOTSET)
+            if failed:
+                _show_tail(tmp)
+
+
+def _is_fd(stream, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _show_tail(tmp, lines: int = 20) -> None:
+    tmp.seek(0)
+    text = tmp.read().decode("utf-8", "replace").splitlines()
+    if text:
+        print(f"backend output (last {min(lines, len(text))} of {len(text)} lines; -v shows it all):",
+              file=sys.stderr)
+        print("\n".join("  | " + t for t in text[-lines:]), file=sys.stderr, flush=True)
+
+
+_native_log: list = []  # the file that holds what native code wrote to fds 1/2 (kept open until exit)
+
+
+@contextlib.contextmanager
+def fd_guard(whole_process: bool = True):
+    """For a whole command without ``-v``: file descriptors 1 and 2 go to a temporary file, so what native code
+    (TF/absl, oneDNN, TensorRT, coremltools' C++ side) writes straight to them never reaches the console;
+    Python's ``sys.stdout`` / ``sys.stderr`` keep writing to the user's terminal or pipe (our output, and the
+    backends' Python output that ``quiet_backends`` and ``backend_output`` already hide). On an exception the
+    tail of the captured output is shown.
+
+    For the whole process (the console entry point, sys.stdout/sys.stderr on fds 1/2) the redirection stays
+    until the process exits, so native teardown messages are hidden too; otherwise (``main(argv)`` called in
+    process, e.g. by a test) the fds are restored."""
+    import tempfile
+
+    real = whole_process and _is_fd(sys.stdout, 1) and _is_fd(sys.stderr, 2)
+    tmp = tempfile.TemporaryFile(mode="w+b")
+    old = sys.stdout, sys.stderr
+    for s in old:
+        s.flush()
+    saved = os.dup(1), os.dup(2)
+    if real:
+        sys.stdout = os.fdopen(saved[0], "w", buffering=1, encoding=old[0].encoding, errors="replace")
+        sys.stderr = os.fdopen(saved[1], "w", buffering=1, encoding=old[1].encoding, errors="backslashreplace")
+        _native_log.append(tmp)
+    os.dup2(tmp.fileno(), 1)
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield
+    except BaseException:
+        _show_tail(tmp)
+        raise
+    finally:
+        if not real:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.close()

@@ -121,7 +121,7 @@ def _predict(args) -> int:
         return 0
     console().print(f"{pred['model']}: predicted {pred['predicted_ms']:.3f} ms on {table.runtime} "
                     f"({pred['blocks']} blocks, {pred['missing']} missing from the table)")
-    return 0 if not pred["missing"] else 1
+    return 0 if not pred["missing"] else 2  # a usage/data problem (blocks not in the table), not a MISMATCH (1)
 
 
 def _lut(args) -> int:

@@ -9,9 +9,10 @@ adding a format touches no code here.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ._common import console, notice, print_json
+
+ALL_COMMAND = "export"  # `mobexport export NAME --to T1,T2|all`: every target in one go (see add_all_parser)
 
 EPILOG = ("exit codes: 0 ok (also when no runtime exists here to validate: status UNVALIDATED_NO_RUNTIME), "
           "1 fidelity MISMATCH — the artifact is kept in OUT/<model>/<target>/ and its manifest.json says "
@@ -46,14 +47,25 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
     from mobexport.converters.base import GeneralOptions
     from mobexport.quantization.schemes import SCHEMES
 
+    if name == ALL_COMMAND:
+        return add_all_parser(p)
     conv = get_converter(name)
     p.epilog = EPILOG
+    add_model_flags(p, calibration=any(t.needs_calibration for t in conv.targets),
+                    precision=[SCHEMES[t.scheme] for t in conv.targets if SCHEMES[t.scheme].flag])
+    add_option_flags(p, GeneralOptions, conv)
+    p.add_argument("--json", action="store_true", help="print one JSON object (artifact, manifest, target, "
+                                                      "status, fidelity)")
+    add_option_flags(p.add_argument_group(f"{name} options"), conv.Options, conv)
+
+
+def add_model_flags(p: argparse.ArgumentParser, *, calibration: bool, precision=()) -> None:
+    """The model, weights, shape, labels and output flags every export command takes."""
     p.add_argument("model", help="a zoo model name (canonical or timm alias; see `mobexport list`), or YOUR model: "
                                  "path/to/file.py:factory or package.module:factory, a callable that returns the "
                                  "nn.Module (this imports and runs your code, by design)")
-    for t in conv.targets:
-        if SCHEMES[t.scheme].flag:
-            p.add_argument(f"--{SCHEMES[t.scheme].flag}", action="store_true", help=SCHEMES[t.scheme].help)
+    for scheme in precision:
+        p.add_argument(f"--{scheme.flag}", action="store_true", help=scheme.help)
     p.add_argument("--weights", help="local checkpoint (.pt/.pth/.safetensors; a bare or wrapped state_dict as "
                                      "training code writes it: Lightning, DDP, EMA); default: deterministic random "
                                      "weights (seed --seed) — latency is real, accuracy is not")
@@ -66,13 +78,9 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", metavar="R,G,B", help="user models: input normalisation mean (default ImageNet)")
     p.add_argument("--std", metavar="R,G,B", help="user models: input normalisation std (default ImageNet)")
     p.add_argument("--out", default="exports", help="output root; the artifact goes to OUT/<model>/<target>/")
-    if any(t.needs_calibration for t in conv.targets):
+    if calibration:
         p.add_argument("--calibration", metavar="DIR",
                        help="folder of real photos for --int8 calibration (default: `make assets` photos)")
-    add_option_flags(p, GeneralOptions, conv)
-    p.add_argument("--json", action="store_true", help="print one JSON object (artifact, manifest, target, "
-                                                      "status, fidelity)")
-    add_option_flags(p.add_argument_group(f"{name} options"), conv.Options, conv)
 
 
 def run(args) -> int:
@@ -81,19 +89,103 @@ def run(args) -> int:
     from mobexport.converters.pipeline import export
     from mobexport.quantization.schemes import FLAG_SCHEMES
 
+    from ._common import StepPrinter, backend_output
+
+    if args.command == ALL_COMMAND:
+        return run_all(args)
     conv = get_converter(args.command)
     target = target_for(args.command, {f: bool(getattr(args, f, False)) for f in FLAG_SCHEMES})
     options = {k: getattr(args, k) for k in GeneralOptions.names() | conv.Options.names() if hasattr(args, k)}
-    progress = None if args.json or not sys.stderr.isatty() else notice
-    result = export(args.model, target.id, weights=args.weights, out_dir=args.out,
-                    calibration_dir=getattr(args, "calibration", None), options=options, progress=progress,
-                    num_classes=args.num_classes, input_size=args.input_size, labels=args.labels, name=args.name,
-                    preprocessing=_preprocessing(args))
+    printer = StepPrinter()  # one line per finished step on stderr (also with --json: stdout stays JSON)
+    with backend_output(printer):
+        result = export(args.model, target.id, weights=args.weights, out_dir=args.out,
+                        calibration_dir=getattr(args, "calibration", None), options=options, progress=printer,
+                        num_classes=args.num_classes, input_size=args.input_size, labels=args.labels,
+                        name=args.name, preprocessing=_preprocessing(args))
     if args.json:
         print_json(result.to_json())
     else:
         _render(result)
     return result.exit_code
+
+
+ALL_EPILOG = ("exit code: the highest of the per-target codes — 0 OK or UNVALIDATED_NO_RUNTIME (no runtime here "
+              "to validate; its benchmark is SKIPPED), 1 MISMATCH or LOAD_FAILED at validation (artifact kept), "
+              "2 usage error, 3 SKIPPED: target unavailable on this host, 4 CONVERT_FAILED, or the artifact "
+              "failed to load or run in the benchmark, 5 internal error")
+
+
+def add_all_parser(p: argparse.ArgumentParser) -> None:
+    """``mobexport export NAME --to T1,T2,...|all [--bench] [--runs N] [--json]``: the export commands' model
+    flags and general options, no format-specific ones."""
+    import types
+
+    from mobexport.converters.base import GeneralOptions
+
+    p.epilog = ALL_EPILOG
+    add_model_flags(p, calibration=True)
+    p.add_argument("--to", required=True, metavar="T1,T2,...|all",
+                   help="target ids (tflite-w8a8), format names meaning their default target (onnx), or 'all': "
+                        "every target this host can build")
+    p.add_argument("--bench", action="store_true", help="then time each artifact whose runtime exists here")
+    p.add_argument("--runs", type=int, default=100, help="timed round trips per artifact with --bench (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs with --bench (default 10)")
+    # general options that apply to every target (no --report / --range-search: int8 and per-format only)
+    add_option_flags(p, GeneralOptions, types.SimpleNamespace(targets=(), range_search=False))
+    p.add_argument("--json", action="store_true", help="print one JSON object per target (a list)")
+
+
+def run_all(args) -> int:
+    from mobexport.converters.base import GeneralOptions
+    from mobexport.converters.export_all import export_all, select_targets, worst_exit_code
+
+    from ._common import StepPrinter, backend_output
+
+    targets = select_targets(args.to)  # a typo in --to is answered before anything is exported
+    options = {k: getattr(args, k) for k in GeneralOptions.names() if hasattr(args, k)}
+    printer = StepPrinter()
+    records = export_all(args.model, targets, bench=args.bench, runs=args.runs, warmup=args.warmup,
+                         out_dir=args.out, progress=printer, wrap=lambda: backend_output(printer),
+                         weights=args.weights, calibration_dir=args.calibration, options=options,
+                         num_classes=args.num_classes, input_size=args.input_size, labels=args.labels,
+                         name=args.name, preprocessing=_preprocessing(args))
+    if args.json:
+        print_json([r.to_json() for r in records])
+    else:
+        render_all(records, bench=args.bench)
+    return worst_exit_code(records)
+
+
+def _status_text(r, bench: bool) -> str:
+    skipped = bench and r.bench_status is not None and r.bench_status.value != "OK"
+    return r.status.value + (f", bench {r.bench_status.value}" if skipped else "")
+
+
+def render_all(records, *, bench: bool) -> None:
+    from rich.table import Table
+
+    from .results import wide_console
+
+    t = Table(title=f"{records[0].model if records else ''}: one row per target")
+    widths = {"target": max(len(r.target) for r in records),  # never cut: at least as wide as the longest
+              "status": max(len(_status_text(r, bench)) for r in records)}
+    for col, just in (("target", "left"), ("status", "left"), ("size MB", "right"), ("fidelity", "left"),
+                      ("export s", "right"), *((("min ms", "right"), ("p50 ms", "right")) if bench else ()),
+                      ("runtime", "left"), ("artifact", "left")):
+        t.add_column(col, justify=just, overflow="fold", min_width=widths.get(col))
+    for r in records:
+        row = [r.target, _status_text(r, bench), f"{r.size_bytes / 1e6:.2f}" if r.size_bytes else "-", r.fidelity_text,
+               f"{r.export_s:.1f}" if r.export_s is not None else "-"]
+        if bench:
+            row += [f"{r.min_ms:.3f}" if r.min_ms is not None else "-",
+                    f"{r.p50_ms:.3f}" if r.p50_ms is not None else "-"]
+        t.add_row(*row, r.runtime or "-", r.artifact or "-")
+    c = wide_console()
+    c.print(t)
+    for r in records:
+        for why in (r.reason, r.bench_reason):
+            if why:
+                c.print(f"{r.target}: {why}")
 
 
 def _triple(text: str, flag: str) -> tuple[float, float, float]:

@@ -86,7 +86,8 @@ def render_table(rows: list[dict], title: str | None = None) -> None:
                       ("device", "left"), ("runtime", "left"), ("unit", "left"), ("thr", "right"),
                       ("runs", "right"), ("min ms", "right"), ("p50", "right"), ("p90", "right"),
                       ("load ms", "right"), ("RSS MB", "right"), ("status", "left"), ("top-1 % (data)", "left")):
-        t.add_column(col, justify=just, style="bold" if col == "min ms" else None)
+        t.add_column(col, justify=just, style="bold" if col == "min ms" else None, overflow="fold",
+                     min_width=_longest(rows, {"model": "model", "status": "validation_status"}.get(col)))
     for r in rows:
         t.add_row(str(r.get("id", "")), r["model"], r["target"], r["harness"], r["device_model"],
                   f"{r['runtime']} {r['runtime_version']}", r["compute_unit"], _opt(r.get("threads")),
@@ -96,13 +97,19 @@ def render_table(rows: list[dict], title: str | None = None) -> None:
     wide_console().print(t)
 
 
+def _longest(rows: list[dict], key: str | None) -> int | None:
+    """Model names and statuses are never cut: their column is at least as wide as the longest one."""
+    return max((len(str(r.get(key, ""))) for r in rows), default=None) if key else None
+
+
 def wide_console():
-    """A console that does not squeeze wide tables when stdout is a pipe or a file."""
+    """Tables fit the terminal's width (folding long cells, never cutting them); piped or to a file they print
+    whole, at their natural width."""
     import sys
 
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 
 
 def _top1(acc: dict | None) -> str:

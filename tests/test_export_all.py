@@ -1,0 +1,104 @@
+"""``mobexport export NAME --to ...|all [--bench]`` and ``mobexport.export_all``: every target in one go, one row
+per target, failures recorded as rows, exit code = the worst per-target code. Real converters and runtimes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = f"{ROOT / 'tests' / 'fixtures' / 'custom_model.py'}:build"
+COLUMNS = ["target", "status", "size MB", "fidelity", "export s", "min ms", "p50 ms", "runtime", "artifact"]
+STEP_LINE = re.compile(r"^\S+ → [a-z0-9-]+: [a-z_]+ ((failed after )?\d+\.\d\d s|… \d+ s so far)$")
+
+
+def _cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run([sys.executable, "-m", "mobexport.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=timeout)
+
+
+def _table(stdout: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the rich table printed whole (piped: one line per row)."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(("┃", "│"))]
+    cells = [[c.strip() for c in ln.strip("┃│").split("┃" if ln.startswith("┃") else "│")] for ln in lines]
+    return cells[0], cells[1:]
+
+
+def test_export_all_mobileone_s0_bench(tmp_path):
+    from mobexport.converters import all_targets, get_converter
+
+    p = _cli("export", "mobileone_s0", "--to", "all", "--bench", "--runs", "20", "--out", str(tmp_path))
+    header, rows = _table(p.stdout)
+    assert header == COLUMNS, p.stdout
+    by_target = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
+    want = [t.id for t in all_targets() if get_converter(t.format).is_available().ok]
+    assert list(by_target) == want  # every buildable target, in registry order, once, names never cut
+    worst = 0
+    for tid, row in by_target.items():
+        conv = get_converter(tid.split("-")[0])
+        status = row["status"].split(",")[0]
+        if not conv.runtime_available().ok:  # Core ML here: exported, not validated, not timed, says why
+            assert status == "UNVALIDATED_NO_RUNTIME" and row["status"].endswith("bench SKIPPED"), row
+            assert row["min ms"] == "-" and row["runtime"] == "none here"
+            assert f"{tid}: not validated: " in p.stdout
+            assert re.search(rf"^{tid}: .*runtime unavailable", p.stdout, re.M), p.stdout
+        else:
+            assert status in ("OK", "MISMATCH"), row
+            assert float(row["min ms"]) > 0 and float(row["p50 ms"]) >= float(row["min ms"])
+            assert re.fullmatch(r"(rel|agree) .+", row["fidelity"]), row
+            worst = max(worst, 0 if status == "OK" else 1)
+        assert float(row["size MB"]) > 0 and float(row["export s"]) > 0
+        assert Path(row["artifact"]).exists() and str(tmp_path) in row["artifact"]
+    assert by_target["onnx-fp32"]["status"] == "OK"
+    assert by_target["tflite-w8a8"]["fidelity"].startswith("agree ") and " dB" in by_target["tflite-w8a8"]["fidelity"]
+    assert p.returncode == worst, p.stderr[-2000:]
+    # piped: one plain line per finished step, with its time (nothing that redraws)
+    steps = [ln for ln in p.stderr.splitlines() if " → " in ln]
+    assert steps and all(STEP_LINE.match(ln) for ln in steps), steps[:5]
+    assert "\r" not in p.stderr and "\x1b[" not in p.stderr
+
+
+def test_export_json_one_object_per_target_and_format_names(tmp_path):
+    p = _cli("export", TINY, "--input-size", "64", "--to", "onnx,coreml-fp16,onnx-fp32", "--json",
+             "--out", str(tmp_path))
+    out = json.loads(p.stdout)
+    assert [o["target"] for o in out] == ["onnx-fp32", "coreml-fp16"]  # a format name → its default; once each
+    assert out[0]["status"] == "OK" and out[0]["fidelity_summary"].startswith("rel ")
+    assert out[0]["size_bytes"] > 0 and out[0]["bench_status"] is None
+    assert out[1]["status"] in ("UNVALIDATED_NO_RUNTIME", "OK")
+    assert p.returncode == 0
+
+
+def test_export_all_goes_on_past_a_failure(tmp_path):
+    from mobexport import export_all
+    from mobexport.exporter.status import Status
+
+    recs = export_all(TINY, ["tflite-w8a8", "onnx"], input_size=64, calibration_dir=tmp_path / "no-such-dir",
+                      out_dir=tmp_path / "out")
+    assert [r.target for r in recs] == ["tflite-w8a8", "onnx-fp32"]
+    bad, good = recs
+    assert bad.status is Status.CONVERT_FAILED and bad.exit_code == 2 and "no-such-dir" in bad.reason
+    assert bad.artifact is None and not (tmp_path / "out" / "build" / "tflite-w8a8").exists()
+    assert good.status is Status.OK and Path(good.artifact).is_file() and good.exit_code == 0
+
+
+def test_unknown_target_is_a_usage_error_before_any_export(tmp_path):
+    p = _cli("export", TINY, "--to", "onnx,tflte", "--out", str(tmp_path))
+    assert p.returncode == 2 and "unknown target 'tflte'" in p.stderr and "Did you mean" in p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("spec", ["", " , "])
+def test_empty_target_list_is_refused(spec):
+    from mobexport.converters.export_all import select_targets
+    from mobexport.exporter.errors import UsageError
+
+    with pytest.raises(UsageError):
+        select_targets(spec)
