@@ -173,3 +173,26 @@ def test_per_layer_profile_is_written_beside_the_artifact(exports, capsys):
     assert sum(layer["min_us"] for layer in prof["layers"]) / 1000 < 3 * rows["onnx-fp32"]["max_ms"]
     assert "ai-edge-litert offers no per-layer profiler" in rows["tflite-fp32"]["notes"]
     assert not list((exports / MODEL / "onnx-fp32").glob("ort_profile*"))  # the raw trace is not left behind
+
+
+def test_roofline_measured_against_bound_from_a_profile(exports, capsys):
+    """The profile `bench --profile` writes, set against the roofline bound of the same deploy model."""
+    from mobexport.benchmarks.analysis import roofline
+    from mobexport.converters.pipeline import build_zoo_model
+    from mobexport.exporter.passes.reparameterize import reparameterize
+
+    assert main(["bench", str(exports / MODEL / "onnx-fp32"), "--profile", "--runs", "5", "--no-store",
+                 "--json"]) == 0
+    capsys.readouterr()
+    profile = json.loads((exports / MODEL / "onnx-fp32" / "profile.onnxruntime.json").read_text())
+    model, _ = build_zoo_model(MODEL, seed=0)
+    # a machine far faster than one CPU thread: 1 TMAC/s, 100 GB/s; what was measured here cannot beat it
+    report = roofline.analyze(reparameterize(model), (3, 224, 224), peak_macs=1e12, peak_bw=1e11)
+    view = roofline.measured_vs_bound(report, profile)
+    assert view["runtime"] == "onnxruntime"
+    for k in ("mac", "elementwise"):
+        assert view[k]["bound_ms"] > 0 and view[k]["measured_ms"] > 0
+    assert view["mac"]["measured_over_bound"] > 1
+    assert view["total"]["measured_ms"] == pytest.approx(view["mac"]["measured_ms"] + view["elementwise"]["measured_ms"])
+    with pytest.raises(ValueError, match="peak_bw"):
+        roofline.measured_vs_bound({k: v for k, v in report.items() if k != "peak_bw"}, profile)

@@ -125,3 +125,32 @@ def rank_models(reports: dict[str, dict]) -> list[dict]:
         order = sorted(reports, key=lambda m: reports[m]["sweep"][i]["predicted_ms"])
         out.append({"rp": rp, "ranking": order})
     return out
+
+
+# ---------------------------------------------------------------- measured (a runtime's per-layer profile) vs bound
+
+# ONNX op types (onnxruntime's profile, fused kernels included) that do the MACs; every other node is elementwise
+ONNX_MAC_OPS = frozenset({"Conv", "FusedConv", "NhwcFusedConv", "QLinearConv", "ConvInteger", "Gemm", "FusedGemm",
+                          "MatMul", "FusedMatMul", "MatMulInteger", "QLinearMatMul"})
+
+
+def measured_vs_bound(report: dict, profile: dict) -> dict:
+    """The roofline bound of ``report`` (``analyze`` with ``peak_bw``) next to a per-layer profile written by
+    ``mobexport bench --profile`` (``profile.onnxruntime.json``), in the two classes both can name: the MAC
+    ops and the elementwise rest. Measured = the sum of each node's fastest profiled run, ms; the graph nodes
+    and the roofline layers are matched by class, not one to one (a runtime fuses and re-lays out)."""
+    if "peak_bw" not in report:
+        raise ValueError("the report has no concrete machine: analyze(..., peak_bw=...)")
+    bw = report["peak_bw"]
+    bound = {"mac": 0.0, "elementwise": 0.0}
+    for d in report["layers"]:
+        layer = Layer(d["name"], d["op"], d["op_type"], d["macs"], d["bytes"])
+        bound["mac" if layer.op_type in _MAC_TYPES else "elementwise"] += layer.time(report["peak_macs"], bw) * 1e3
+    measured = {"mac": 0.0, "elementwise": 0.0}
+    for node in profile["layers"]:
+        measured["mac" if node["op"] in ONNX_MAC_OPS else "elementwise"] += node["min_us"] / 1e3
+    rows = {k: {"measured_ms": measured[k], "bound_ms": bound[k]} for k in ("mac", "elementwise")}
+    rows["total"] = {"measured_ms": sum(measured.values()), "bound_ms": sum(bound.values())}
+    for r in rows.values():
+        r["measured_over_bound"] = r["measured_ms"] / r["bound_ms"] if r["bound_ms"] else None
+    return {"runtime": profile.get("runtime"), "peak_macs": report["peak_macs"], "peak_bw": bw, **rows}
