@@ -27,6 +27,8 @@ OURS = [re.compile(p) for p in (
     r"^  fidelity \(.*\): max_abs ",
     r"^  (MISMATCH|UNVALIDATED_NO_RUNTIME|LOAD_FAILED): ",
     r"^  (most int8-sensitive layers|Edge TPU CPU fallback \(estimate\)): ",
+    r"^notice: ",  # a converter's notice (Core ML without a runtime, TensorRT without its libraries)
+    r"^ANE lint: \d+ ops, \d+ flagged",  # Core ML's Neural Engine lint summary
     r"^\[\d+/\d+\] \S+: \d+ runs after \d+ warm-up$",  # bench progress
     r"^\s*host benchmark \(min of N round trips, ms\)\s*$",  # bench table title, frame and rows
     r"^[┏┃┡│└]",
@@ -89,6 +91,9 @@ def test_export_console_holds_only_our_lines(cmd, how, tmp_path):
     assert rc in (0, 1), text  # 1: a fidelity MISMATCH is a result, not a crash (tensorrt-fp16 on CPU ORT)
     assert _foreign(text) == [], text
     assert re.search(r"build → [a-z0-9-]+: convert \d+\.\d\d s", ANSI.sub("", text)), text  # progress when piped too
+    if cmd == ["coreml"]:  # the converter's own notices are ours: hidden backends must not hide them
+        assert re.search(r"^ANE lint: ", ANSI.sub("", text), re.M), text
+        assert "notice: coreml-fp16 is UNVALIDATED_NO_RUNTIME" in text, text
 
 
 @pytest.mark.parametrize("how", [_piped, _on_pty], ids=["piped", "pty"])

@@ -77,12 +77,57 @@ class StepPrinter:
         self._step = None
 
 
+class _Router:
+    """``sys.stdout`` / ``sys.stderr`` during a captured backend call: a write made by mobexport's own code (a
+    converter's notice, the ANE lint summary) goes to the user's stream; any other (warnings, logging, tqdm, a
+    backend's print) goes to the capture file. Not a terminal, so progress bars do not draw."""
+
+    def __init__(self, ours, theirs):
+        self.ours, self.theirs = ours, theirs
+        self.encoding, self.errors = "utf-8", "replace"
+
+    closed = False  # a handler that kept this stream (absl's) may flush or close it at exit: never an error
+
+    def write(self, text: str) -> int:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        try:
+            return (self.ours if caller.split(".", 1)[0] == "mobexport" else self.theirs).write(text)
+        except ValueError:  # written after the capture ended (the file is closed): dropped
+            return len(text)
+
+    def flush(self) -> None:
+        for s in (self.ours, self.theirs):
+            with contextlib.suppress(ValueError, OSError):
+                s.flush()
+
+    def close(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.theirs.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
+def _user_stream(stream, fd: int, saved_fd: int):
+    """The user's stream for ``fd`` while that fd is redirected: a new file on the saved copy when ``stream``
+    wrote to the fd itself, else ``stream`` (e.g. a test's capture object)."""
+    if _is_fd(stream, fd):
+        return os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8", errors="replace")
+    return stream
+
+
 @contextlib.contextmanager
 def backend_output(printer: StepPrinter | None = None):
-    """Around a backend call (convert, validate, bench): what the backends print — from Python or from C++
-    straight to file descriptors 1 and 2 — goes to a temporary file instead of the console, unless ``-v``.
-    When the call raises, the tail of that output is shown on stderr and the error goes on. ``printer`` gets
-    its last step closed (with "failed" when the call raised)."""
+    """Around a backend call (export, bench): what the backends print — from Python or from C++ straight to
+    file descriptors 1 and 2 — goes to a temporary file instead of the console, unless ``-v``; what mobexport's
+    own modules print still reaches the user (``_Router``). When the call raises, the tail of the captured
+    output is shown on stderr and the error goes on. ``printer`` gets its last step closed (with "failed"
+    when the call raised)."""
     if os.environ.get("MOBEXPORT_VERBOSE"):
         try:
             yield
@@ -102,13 +147,12 @@ def backend_output(printer: StepPrinter | None = None):
         for s in old:
             s.flush()
         saved = os.dup(1), os.dup(2)
-        user_err = (os.fdopen(os.dup(saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
-                    if _is_fd(old[1], 2) else old[1])
+        user = _user_stream(old[0], 1, saved[0]), _user_stream(old[1], 2, saved[1])
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
-        sys.stdout = sys.stderr = os.fdopen(os.dup(tmp.fileno()), "w", buffering=1, encoding="utf-8",
-                                            errors="replace")
-        _saved_err.append(user_err)
+        theirs = os.fdopen(os.dup(tmp.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
+        sys.stdout, sys.stderr = _Router(user[0], theirs), _Router(user[1], theirs)
+        _saved_err.append(user[1])
         failed = True
         try:
             yield
@@ -117,14 +161,16 @@ def backend_output(printer: StepPrinter | None = None):
             if printer:
                 printer.done(failed=failed)
             _saved_err.pop()
-            sys.stdout.close()
+            sys.stdout.flush()
+            theirs.close()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
             sys.stdout, sys.stderr = old
-            if user_err is not old[1]:
-                user_err.close()
+            for u, o in zip(user, old, strict=True):
+                if u is not o:
+                    u.close()
             logging.disable(logging.NOTSET)
             if failed:
                 _show_tail(tmp)
