@@ -32,7 +32,7 @@ assets: install
 lint: install
 	$(BIN)/ruff check mobexport exporter converters quantization benchmarks tests scripts
 	@# import-linter walks the installed package tree; the editable install maps folders, so check a real install
-	rm -rf .cache/lint-site && $(BIN)/python -m pip install -q --no-deps --no-compile --target .cache/lint-site . 2>/dev/null
+	rm -rf .cache/lint-site build && $(BIN)/python -m pip install -q --no-deps --no-compile --target .cache/lint-site . 2>/dev/null
 	cd .cache/lint-site && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
 test: install assets lint

@@ -30,7 +30,7 @@ def __getattr__(name: str):
 
         return export
     if name == "export_all":
-        from .converters.export_all import export_all
+        from .benchmarks.export_all import export_all
 
         return export_all
     if name == "evaluate":

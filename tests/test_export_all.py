@@ -97,7 +97,7 @@ def test_unknown_target_is_a_usage_error_before_any_export(tmp_path):
 
 @pytest.mark.parametrize("spec", ["", " , "])
 def test_empty_target_list_is_refused(spec):
-    from mobexport.converters.export_all import select_targets
+    from mobexport.benchmarks.export_all import select_targets
     from mobexport.exporter.errors import UsageError
 
     with pytest.raises(UsageError):

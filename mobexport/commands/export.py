@@ -136,8 +136,8 @@ def add_all_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run_all(args) -> int:
+    from mobexport.benchmarks.export_all import export_all, select_targets, worst_exit_code
     from mobexport.converters.base import GeneralOptions
-    from mobexport.converters.export_all import export_all, select_targets, worst_exit_code
 
     from ._common import StepPrinter, backend_output
 

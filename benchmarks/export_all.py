@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mobexport.converters import all_targets, formats, get_converter, resolve_target, target_for
 from mobexport.exporter.errors import MobexportError, UsageError
 from mobexport.exporter.status import Status
-
-from . import all_targets, formats, get_converter, resolve_target, target_for
 
 ALL = "all"
 
@@ -115,7 +114,7 @@ def export_all(model: Any, targets: str | Iterable[str] = ALL, *, bench: bool = 
 def _export_one(model, tid: str, out_dir, progress, wrap, kwargs) -> TargetRecord:
     import contextlib
 
-    from .pipeline import export
+    from mobexport.converters.pipeline import export
 
     name = model if isinstance(model, str) else type(model).__name__
     t0 = time.perf_counter()
