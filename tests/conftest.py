@@ -64,3 +64,28 @@ def _manifests_follow_schema():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(manifest_module, "write_manifest", write_checked)
         yield
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """``mount_tmpfs(name, size)`` mounts a real tmpfs of ``size`` (e.g. "1m") at ``tmp_path/name`` (root only;
+    skipped elsewhere) and unmounts it after the test: a tiny disk that fills, or one to remount read-only."""
+    import os
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a filesystem needs root")
+        mnt = tmp_path / name
+        mnt.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                          capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from mobexport.cli import main
@@ -21,19 +19,8 @@ def wide():  # ~6 MB of weights: more than the 1 MiB disk holds
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a filesystem needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+def tiny_disk(mount_tmpfs):
+    return mount_tmpfs("disk", "1m")
 
 
 def test_a_full_disk_is_a_usage_error_naming_the_out_folder(tiny_disk, tmp_path, capsys):

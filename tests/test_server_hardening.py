@@ -285,18 +285,9 @@ def test_a_read_only_database_is_read_without_a_write(tmp_path, capsys):
 
 
 @pytest.fixture
-def read_only_mount(tmp_path):
+def read_only_mount(mount_tmpfs):
     """A small tmpfs that can be remounted read-only (a real read-only filesystem: root cannot write it either)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a filesystem needs root")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    return mount_tmpfs("mnt", "4m")
 
 
 def test_a_database_on_a_read_only_filesystem_can_be_read(read_only_mount, tmp_path, capsys):
