@@ -84,7 +84,9 @@ def random_note(manifest: dict[str, Any]) -> str | None:
     rw = manifest.get("random_weights")
     if isinstance(rw, dict):
         return f"random weights (seed {rw.get('seed')}): accuracy is not meaningful"
-    if str(manifest.get("weights", "")).startswith("random"):
+    from mobexport.exporter.source import is_random_tag
+
+    if is_random_tag(manifest.get("weights")):
         return f"random weights ({manifest.get('weights')}): accuracy is not meaningful"
     return None
 

@@ -40,8 +40,10 @@ def model_metric(model: str, y: str) -> float | None:
 
 
 def is_random_weights(record: dict[str, Any]) -> bool:
+    from mobexport.exporter.source import is_random_tag
+
     acc = record.get("accuracy") or {}
-    return str(record.get("weights", "")).startswith("random") or bool(acc.get("random_weights"))
+    return is_random_tag(record.get("weights")) or bool(acc.get("random_weights"))
 
 
 def has_published_weights(record: dict[str, Any]) -> bool:

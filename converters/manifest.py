@@ -97,20 +97,17 @@ def describe(state, converter) -> dict[str, Any]:
 
 def random_weights(state) -> dict[str, Any] | None:
     """{"seed", "note"} when the weights are the zoo's deterministic random ones, else None."""
-    from mobexport.exporter.source import RANDOM_NOTE, is_random_tag
+    from mobexport.exporter.source import random_weights_tag
 
-    if state.weights is not None or not is_random_tag(state.weights_tag):
-        return None
-    seed = state.options.get("random_bn_seed")
-    seed = int(state.options.get("seed", 0) if seed is None else seed)
-    return {"seed": seed, "note": f"random weights (seed {seed}): {RANDOM_NOTE}"}
+    seed = state.reports.get("random_seed")  # set by the load step for a zoo model without a checkpoint
+    return None if seed is None else {"seed": seed, "note": random_weights_tag(seed)}
 
 
 def user_fields(state) -> dict[str, Any]:
     """Manifest-only fields (not embedded in the artifact: local paths stay on this host)."""
     w = state.weights
     return {"weights_path": str(Path(w).resolve()) if w else None,
-            "weights_sha256": sha256_path(w) if w else None,
+            "weights_sha256": state.reports.get("weights_sha256"),  # hashed once, by the load step
             "weights_loaded_as": state.reports.get("loaded_from"),
             "passes": state.reports.get("passes")}
 

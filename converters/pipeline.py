@@ -246,21 +246,23 @@ def model_from_manifest(m: dict[str, Any], weights: str | os.PathLike | None = N
                      "pass that module to evaluate it in PyTorch")
 
 
-def build_zoo_model(name: str, *, weights=None, num_classes: int = 1000, input_size=None, seed: int | None = 0):
+def build_zoo_model(name: str, *, weights=None, weights_sha256: str | None = None, num_classes: int = 1000,
+                    input_size=None, seed: int | None = 0):
     """(train-form zoo model in eval mode, weights tag). Without ``weights`` the model gets the deterministic
     random weights of ``seed``: seeded init, then randomized BatchNorm statistics (at init they are 0/1 and the
-    outputs degenerate), so the same seed always gives the same model."""
+    outputs degenerate), so the same seed always gives the same model. ``weights_sha256``: the checkpoint's
+    hash when the caller has it already (else it is computed for the tag)."""
     import torch
 
     from mobexport.api import create_model
-    from mobexport.exporter.source import random_weights_tag
+    from mobexport.exporter.source import checkpoint_tag, random_weights_tag
     from mobexport.exporter.testing import randomize_batchnorm
 
     seed = 0 if seed is None else int(seed)
     torch.manual_seed(seed)
     model = create_model(name, weights=weights, num_classes=num_classes, input_size=input_size).eval()
     if weights is not None:
-        return model, f"{Path(weights).name}@sha256:{manifest.sha256_path(weights)[:12]}"
+        return model, checkpoint_tag(weights, weights_sha256 or manifest.sha256_path(weights))
     randomize_batchnorm(model, seed)
     return model, random_weights_tag(seed)
 
@@ -400,27 +402,29 @@ def step_load(state: ExportState, converter: Converter) -> None:
 
 def _load_model(state: ExportState, seed: int):
     """The train-form model of ``state.source`` with its weights; sets ``state.weights_tag``."""
+    from mobexport.exporter.source import call_factory, checkpoint_tag, state_dict_sha256
+
     src = state.source
+    sha = state.reports["weights_sha256"] = manifest.sha256_path(state.weights) if state.weights else None
     if src is None or src.kind == "zoo":
         bn_seed = GeneralOptions.of(state).random_bn_seed
+        random_seed = seed if bn_seed is None else int(bn_seed)
+        if state.weights is None:
+            state.reports["random_seed"] = random_seed
         model, state.weights_tag = build_zoo_model(
-            src.name if src else state.spec.name, weights=state.weights, num_classes=state.spec.num_classes,
-            input_size=state.spec.input_size[1:], seed=seed if bn_seed is None else int(bn_seed))
+            src.name if src else state.spec.name, weights=state.weights, weights_sha256=sha,
+            num_classes=state.spec.num_classes, input_size=state.spec.input_size[1:], seed=random_seed)
         return model
-    if src.kind == "factory":
-        from mobexport.exporter.source import call_factory
-
-        model = call_factory(src.factory, src, src.kwargs.get("num_classes"))
-    else:
-        model = copy.deepcopy(src.module)
+    model = call_factory(src.factory, src, src.kwargs.get("num_classes")) if src.kind == "factory" \
+        else copy.deepcopy(src.module)
     model = model.cpu().float().eval()
     if state.weights is not None:
         state.reports["loaded_from"] = _load_user_weights(model, state.weights)
-        state.weights_tag = f"{Path(state.weights).name}@sha256:{manifest.sha256_path(state.weights)[:12]}"
+        state.weights_tag = checkpoint_tag(state.weights, sha)
     elif src.kind == "factory":
         state.weights_tag = f"as built by {src.ref} (no checkpoint)"
     else:
-        state.weights_tag = f"in-memory {src.cls}@sha256:{_state_dict_sha256(model)[:12]}"
+        state.weights_tag = f"in-memory {src.cls}@sha256:{state_dict_sha256(model)[:12]}"
     return model
 
 
@@ -444,15 +448,6 @@ def _fill_custom_spec(state: ExportState) -> None:
         if n == 0:
             raise UsageError(f"{state.model_name}: labels need (1, classes) outputs, got {tuple(out.shape)}")
         check_labels(state.labels, n, state.model_name)
-
-
-def _state_dict_sha256(model) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode() + b"\0" + v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def step_reparameterize(state: ExportState, converter: Converter) -> None:

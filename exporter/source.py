@@ -64,8 +64,17 @@ class ModelSource:
         return d
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def checkpoint_tag(path: str | os.PathLike, sha256: str) -> str:
+    """The weights tag of a checkpoint file: its name and the start of its sha256."""
+    return f"{Path(path).name}@sha256:{sha256[:12]}"
+
+
+def state_dict_sha256(model) -> str:
+    """sha256 over a module's state_dict (names and tensor bytes, in order): the identity of in-memory weights."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode() + b"\0" + v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _import_factory_module(target: str, ref: str):
@@ -114,7 +123,9 @@ def load_factory(ref: str) -> tuple[Callable[..., Any], ModelSource]:
         fn = getattr(fn, part)
     if not callable(fn):
         raise UsageError(f"'{ref}' is not callable (a {type(fn).__name__})")
-    sha = _sha256_file(path) if path is not None and path.is_file() else None
+    from .assets import sha256_file
+
+    sha = sha256_file(path) if path is not None and path.is_file() else None
     return fn, ModelSource("factory", attr.split(".")[-1].lower(), ref=ref, file_sha256=sha)
 
 

@@ -52,8 +52,9 @@ class TorchEager(Runtime):
         import torch
 
         from mobexport.exporter.passes.reparameterize import reparameterize
+        from mobexport.exporter.source import state_dict_sha256
 
-        from ..pipeline import _state_dict_sha256, build_zoo_model
+        from ..pipeline import build_zoo_model
 
         m = dict(manifest or {})
         if threads:
@@ -61,5 +62,5 @@ class TorchEager(Runtime):
         model, tag = build_zoo_model(m["model"], weights=m.get("weights"), seed=m.get("seed", 0))
         model = reparameterize(model).eval()
         runner = TorchRunner(model, threads or torch.get_num_threads())
-        runner.weights_tag, runner.artifact_sha256 = tag, _state_dict_sha256(model)
+        runner.weights_tag, runner.artifact_sha256 = tag, state_dict_sha256(model)
         return runner

@@ -113,7 +113,9 @@ def render(outcomes) -> None:
                   str(r.threads or "-"), str(r.runs), f"{r.min_ms:.3f}", f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}",
                   f"{r.max_ms:.2f}", f"{r.load_ms:.0f}", f"{r.peak_rss_mb:.0f}", f"validation {r.validation_status}")
     wide_console().print(t)
+    from mobexport.exporter.source import is_random_tag
+
     random = sorted({(o.result.model, o.result.weights) for o in outcomes
-                     if o.result is not None and str(o.result.weights).startswith("random")})
+                     if o.result is not None and is_random_tag(o.result.weights)})
     for model, tag in random:
         wide_console().print(f"note: {model}: {tag}")
