@@ -196,3 +196,23 @@ def test_roofline_measured_against_bound_from_a_profile(exports, capsys):
     assert view["total"]["measured_ms"] == pytest.approx(view["mac"]["measured_ms"] + view["elementwise"]["measured_ms"])
     with pytest.raises(ValueError, match="peak_bw"):
         roofline.measured_vs_bound({k: v for k, v in report.items() if k != "peak_bw"}, profile)
+
+
+def test_every_runtime_refuses_options_it_does_not_take(tmp_path):
+    from mobexport.converters.runtimes import get_runtime, names
+
+    for name in names():
+        with pytest.raises(ValueError, match=f"{name} options: .*unknown \\['no_such_option'\\]"):
+            get_runtime(name).load(tmp_path / "x", {}, 1, {"no_such_option": 1})
+    with pytest.raises(ValueError, match="graph_optimization: one of"):
+        get_runtime("onnxruntime").load(tmp_path / "x.onnx", {}, 1, {"graph_optimization": "max"})
+
+
+def test_a_runtime_without_load_cannot_register():
+    from mobexport.converters.runtimes import Runtime, register_runtime
+
+    class NoLoad(Runtime):
+        name, formats = "no-load", ("onnx",)
+
+    with pytest.raises(TypeError, match="abstract"):
+        register_runtime(NoLoad)

@@ -12,6 +12,7 @@ timing worker (``benchmarks/worker.py``) imports nothing but its runtime and num
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ _BROKEN: dict[str, str] = {}
 _scanned: list[str] = []
 
 
-class Runtime:
-    """One way of running artifacts of some formats on this host."""
+class Runtime(ABC):
+    """One way of running artifacts of some formats on this host (a subclass must implement ``load``)."""
 
     name: str = ""
     formats: tuple[str, ...] = ()
@@ -46,9 +47,19 @@ class Runtime:
     def available(self) -> Availability:
         return Availability.check_modules(self.modules, self.extra or (self.formats[0] if self.formats else ""))
 
+    @abstractmethod
     def load(self, artifact_path: str | Path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
-        raise NotImplementedError
+        """A Runner for the artifact; unknown ``options`` are a ValueError naming the ones it takes."""
+
+    def take_options(self, options: dict[str, Any] | None, **known: Any) -> dict[str, Any]:
+        """The ``known`` options (name=default) filled from ``options``; any other key is a ValueError naming
+        the ones this runtime takes."""
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(f"{self.name} options: {', '.join(sorted(known)) or 'none'}; got unknown {unknown}")
+        return {**known, **given}
 
     def profile_options(self, folder: str) -> dict[str, Any] | None:
         """Load options that make a Runner write a per-layer profile into ``folder`` (read back by
@@ -56,8 +67,9 @@ class Runtime:
         return None
 
     def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
-        """Per layer, in graph order: ``{"layer", "op", "runs", "min_us", "mean_us", "output_shape"}``."""
-        raise NotImplementedError
+        """Per layer, in graph order: ``{"layer", "op", "runs", "min_us", "mean_us", "output_shape"}``. Only asked
+        of runtimes whose ``profile_options`` is not None, which must override it."""
+        raise TypeError(f"runtime {self.name} offers profile_options but does not override read_profile")
 
     def __repr__(self) -> str:
         return f"<runtime {self.name} ({', '.join(self.formats)})>"

@@ -67,8 +67,5 @@ class CoreMLTools(Runtime):
 
     def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
-        opts = dict(options or {})
-        units = opts.pop("compute_units", None)
-        if opts:
-            raise ValueError(f"coremltools options: compute_units; got {options}")
-        return CoreMLRunner(Path(artifact_path), compute_units=units)
+        opts = self.take_options(options, compute_units=None)
+        return CoreMLRunner(Path(artifact_path), compute_units=opts["compute_units"])

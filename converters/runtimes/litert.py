@@ -66,6 +66,5 @@ class LiteRT(Runtime):
 
     def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
-        if options:
-            raise ValueError(f"ai-edge-litert takes no options, got {options}")
+        self.take_options(options)
         return TFLiteRunner(Path(artifact_path), num_threads=threads or 1)

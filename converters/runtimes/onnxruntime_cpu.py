@@ -59,14 +59,12 @@ class OnnxRuntimeCPU(Runtime):
 
     def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
-        opts = dict(options or {})
-        level = opts.pop("graph_optimization", "all")
-        profile = opts.pop("profile", None)
-        if opts or level not in GRAPH_LEVELS:
-            raise ValueError(f"onnxruntime options: graph_optimization in {sorted(GRAPH_LEVELS)}, profile; "
-                             f"got {options}")
-        return OnnxRunner(Path(artifact_path), num_threads=threads or 1, graph_optimization=level,
-                          profile_dir=profile)
+        opts = self.take_options(options, graph_optimization="all", profile=None)
+        if opts["graph_optimization"] not in GRAPH_LEVELS:
+            raise ValueError(f"onnxruntime graph_optimization: one of {sorted(GRAPH_LEVELS)}, got "
+                             f"{opts['graph_optimization']!r}")
+        return OnnxRunner(Path(artifact_path), num_threads=threads or 1,
+                          graph_optimization=opts["graph_optimization"], profile_dir=opts["profile"])
 
     def profile_options(self, folder: str) -> dict[str, Any] | None:
         return {"profile": folder}

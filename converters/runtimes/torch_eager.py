@@ -56,6 +56,7 @@ class TorchEager(Runtime):
 
         from ..pipeline import build_zoo_model
 
+        self.take_options(options)
         m = dict(manifest or {})
         if threads:
             torch.set_num_threads(threads)
