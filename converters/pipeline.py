@@ -80,7 +80,8 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
     ``package.module:fn``: runs that code) or any ``torch.nn.Module`` (exported from a copy; the caller's object
     is left as it is). ``num_classes`` / ``input_size`` (``S``, ``(H, W)`` or ``"HxW"``) shape a zoo model;
     ``input_shape=(1, 3, H, W)`` gives a user module's input; ``labels`` is a list of class names or a file
-    with one a line; ``preprocessing`` (a ``Preprocessing``) describes a user module's input pixels (default:
+    with one a line; ``preprocessing`` (a ``Preprocessing``, or a dict of the fields that differ from the default)
+    describes a user module's input pixels (default:
     ImageNet mean/std, RGB, resize by 256/224 then centre crop).
 
     options: the fields of ``GeneralOptions`` (``seed``, ``random_bn_seed``, ``require_validation``, ``report``,
@@ -193,10 +194,9 @@ def custom_spec(name: str, input_shape, preprocessing=None):
     h, w = _size_from_shape(input_shape)
     if min(h, w) < 8 or max(h, w) > 4096:
         raise UsageError(f"input size {h}x{w} out of range (8 to 4096 pixels a side)")
-    if preprocessing is None:
-        preprocessing = Preprocessing(resize=round(min(h, w) * 256 / 224), crop=h if h == w else (h, w))
-    elif isinstance(preprocessing, dict):
-        preprocessing = Preprocessing(**preprocessing)
+    if preprocessing is None or isinstance(preprocessing, dict):  # a dict overrides fields of the default
+        default = {"resize": round(min(h, w) * 256 / 224), "crop": h if h == w else (h, w)}
+        preprocessing = Preprocessing(**{**default, **(preprocessing or {})})
     if not isinstance(preprocessing, Preprocessing):
         raise UsageError(f"preprocessing must be a Preprocessing or a dict, not {type(preprocessing).__name__}")
     return ModelSpec(name=name, family=CUSTOM, input_size=(3, h, w), preprocessing=preprocessing,

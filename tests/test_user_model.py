@@ -322,3 +322,12 @@ def test_plot_axes_and_legend(tmp_path):
             assert "Pareto front" in labels and any(y.replace("macs", "MACs") in t for t in labels), labels
     finally:
         plt.close = orig
+
+
+def test_user_model_mean_std_override_the_default_preprocessing(tmp_path):
+    argv = ["onnx", FACTORY, "--input-size", "64x96", "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    pp = json.loads((tmp_path / "build" / "onnx-fp32" / "manifest.json").read_text())["preprocessing"]
+    assert pp["mean"] == [0.5] * 3 and pp["std"] == [0.25] * 3
+    assert pp["crop"] == [64, 96] and pp["resize"] == round(64 * 256 / 224)  # the default's size rule kept

@@ -201,7 +201,7 @@ def _triple(text: str, flag: str) -> tuple[float, float, float]:
 
 
 def _preprocessing(args):
-    """User models only: a Preprocessing from --mean/--std at the input size (None: the default)."""
+    """User models only: the --mean/--std overrides of the default preprocessing (None: the default)."""
     if args.mean is None and args.std is None:
         return None
     from mobexport.exporter.errors import UsageError
@@ -209,13 +209,8 @@ def _preprocessing(args):
 
     if not is_factory_ref(args.model):
         raise UsageError("--mean/--std apply to user models (file.py:factory); zoo models keep their spec's")
-    from mobexport.converters.pipeline import _shape_from_size
-    from mobexport.exporter.specs import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-
-    _, _, h, w = _shape_from_size(args.input_size)
-    mean = _triple(args.mean, "--mean") if args.mean else IMAGENET_MEAN
-    std = _triple(args.std, "--std") if args.std else IMAGENET_STD
-    return Preprocessing(resize=round(min(h, w) * 256 / 224), crop=h if h == w else (h, w), mean=mean, std=std)
+    given = {"mean": (args.mean, "--mean"), "std": (args.std, "--std")}
+    return {k: _triple(text, flag) for k, (text, flag) in given.items() if text is not None}
 
 
 def _render(result) -> None:
