@@ -99,7 +99,8 @@ def export_all(model: Any, targets: str | Iterable[str] = ALL, *, bench: bool = 
     artifact whose runtime exists here (``runs`` round trips after ``warmup``). ``wrap`` (a context-manager
     factory) surrounds each backend call, e.g. to capture the backends' console output."""
     ids = select_targets(targets)
-    records = [_export_one(model, tid, out_dir, progress, wrap, export_kwargs) for tid in ids]
+    built: dict = {}  # one build per distinct export: onnx-fp32 once, though both TensorRT targets need it
+    records = [_export_one(model, tid, out_dir, progress, wrap, {**export_kwargs, "built": built}) for tid in ids]
     if bench:
         from mobexport.benchmarks.harness import BenchConfig
 

@@ -73,7 +73,7 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
            options: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
            num_classes: int | None = None, input_size: Any = None, input_shape: tuple[int, ...] | None = None,
            labels: list[str] | str | os.PathLike | None = None, preprocessing: Any = None,
-           name: str | None = None) -> ExportResult:
+           name: str | None = None, built: dict[str, ExportResult] | None = None) -> ExportResult:
     """Export ``model`` to ``target_id`` under ``out_dir/<name>/<target>/``; validate; write the manifest.
 
     ``model`` is a zoo name (canonical or timm alias), a factory reference (``path/to/file.py:fn`` or
@@ -87,10 +87,18 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
     options: the fields of ``GeneralOptions`` (``seed``, ``random_bn_seed``, ``require_validation``, ``report``,
     ``range_search``, ``tolerances``, ...) and of the converter's ``Options`` (``simplifier``, ``nhwc``, ...);
     an unknown key or a bad value is a UsageError before any work.
+
+    built: results of exports made earlier in the same run (filled in here): an export with the same model,
+    target, options and arguments is not repeated but answered from it, e.g. ``export --to all`` builds the
+    onnx-fp32 artifact once and both TensorRT targets are built from that one.
     """
     target = resolve_target(target_id)
     converter = get_converter(target.format)
     general, own = parse_options(converter, target, options)
+    key = _build_key(model, target.id, general, own, weights, out_dir, calibration_dir, num_classes, input_size,
+                     input_shape, labels, preprocessing, name)
+    if built is not None and key in built:
+        return built[key]
     avail = converter.is_available()
     if not avail.ok:
         raise TargetUnavailableError(f"{target.id}: {avail.reason}", hint=avail.install_hint or None)
@@ -109,7 +117,7 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
     dep_opts = {**dataclasses.asdict(general), "report": False, "range_search": False}
     deps = {d: export(model, d, weights=weights, out_dir=out_dir, options=dep_opts, progress=progress,
                       num_classes=num_classes, input_size=input_size, input_shape=input_shape,
-                      labels=label_list, preprocessing=preprocessing, name=name)
+                      labels=labels, preprocessing=preprocessing, name=name, built=built)
             for d in target.depends_on}
     state = ExportState(model_name=spec.name, target=target, spec=spec,
                         weights=str(weights) if weights is not None else None,
@@ -124,8 +132,19 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
         timings = _run_steps(state, converter, progress)
         _publish(staging, final)
     art = final / state.artifact.path.name
-    return ExportResult(spec.name, target.id, state.status, art, final / manifest.MANIFEST_NAME,
-                        state.artifact.manifest, timings)
+    result = ExportResult(spec.name, target.id, state.status, art, final / manifest.MANIFEST_NAME,
+                          state.artifact.manifest, timings)
+    if built is not None:
+        built[key] = result
+    return result
+
+
+def _build_key(model: Any, target_id: str, general, own, *args: Any) -> str:
+    """What decides an export's artifact: the model (a name/reference, or the module object itself), target,
+    options and arguments."""
+    who = model if isinstance(model, str) else f"object {id(model)}"
+    return repr((who, target_id, sorted(dataclasses.asdict(general).items()), sorted(dataclasses.asdict(own).items()),
+                 [str(a) if isinstance(a, os.PathLike) else a for a in args]))
 
 
 # ---------------------------------------------------------------- the user's model

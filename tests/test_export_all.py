@@ -102,3 +102,20 @@ def test_empty_target_list_is_refused(spec):
 
     with pytest.raises(UsageError):
         select_targets(spec)
+
+
+def test_onnx_built_once_for_every_target_built_from_it(tmp_path):
+    """onnx-fp32 and both TensorRT targets (built from onnx-fp32): one ONNX export, the same file under them."""
+    from mobexport import export_all
+    from mobexport.converters.manifest import read_manifest, sha256_path
+
+    steps: list[str] = []
+    recs = export_all(TINY, ["onnx", "tensorrt-fp16", "tensorrt-w8a8"], input_size=64, out_dir=tmp_path,
+                      progress=steps.append)
+    assert [r.target for r in recs] == ["onnx-fp32", "tensorrt-fp16", "tensorrt-w8a8"]
+    assert steps.count("build → onnx-fp32: convert") == 1, steps
+    assert steps.count("build → tensorrt-fp16: convert") == steps.count("build → tensorrt-w8a8: convert") == 1
+    onnx_dir = tmp_path / "build" / "onnx-fp32"
+    m = read_manifest(onnx_dir)
+    assert m["sha256"] == sha256_path(onnx_dir / m["artifact"])
+    assert not [p for p in (tmp_path / "build").iterdir() if p.name.startswith(".")]  # no staging left behind
