@@ -208,6 +208,17 @@ def _measure(job: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
     return measure(job) if cfg.in_process else run_in_worker(job, cfg.timeout_s)
 
 
+def time_file(path: str | os.PathLike, fmt: str, manifest: dict[str, Any], x: np.ndarray,
+              cfg: BenchConfig) -> dict[str, Any]:
+    """A file of format ``fmt`` that is no export folder (a lookup-table block) timed as ``bench`` times an
+    artifact: ``cfg``'s runtime, worker or in-process, the one loop. The worker's result dict (``error`` and
+    ``reason`` when it failed); UsageError where that runtime cannot run here."""
+    rt, reason = _runtime(fmt, cfg)
+    if rt is None:
+        raise UsageError(reason)
+    return _measure(_job(rt, str(path), manifest, x, cfg), cfg)
+
+
 def bench_artifact(artifact: Artifact, cfg: BenchConfig) -> BenchOutcome:
     m = artifact.manifest
     model, target, src = m.get("model", "?"), artifact.target, str(artifact.path)
@@ -281,11 +292,11 @@ def run_benchmarks(artifacts: list[str], cfg: BenchConfig, *, torch_models: list
     result (``store.add``) and post it to a mobexport server when asked."""
     cfg.check()
     found = [a for p in artifacts for a in find_artifacts(p)]
-    jobs: list[tuple[str, Callable[[], BenchOutcome]]] = [
-        (f"{a.manifest.get('model')}/{a.target}", lambda a=a: bench_artifact(a, cfg)) for a in found]
-    jobs += [(f"{m}/torch-fp32", lambda m=m: bench_torch(m, cfg)) for m in torch_models]
+    jobs: list[tuple[str, Callable[[], BenchOutcome], dict | None]] = [
+        (f"{a.manifest.get('model')}/{a.target}", lambda a=a: bench_artifact(a, cfg), a.manifest) for a in found]
+    jobs += [(f"{m}/torch-fp32", lambda m=m: bench_torch(m, cfg), None) for m in torch_models]
     outcomes = []
-    for i, (label, job) in enumerate(jobs):
+    for i, (label, job, manifest) in enumerate(jobs):
         if i and cfg.cooldown_s:
             time.sleep(cfg.cooldown_s)
         if progress:
@@ -293,6 +304,10 @@ def run_benchmarks(artifacts: list[str], cfg: BenchConfig, *, torch_models: list
         out = job()
         if out.result is not None and store is not None:
             out.id = store.add(out.result)
+            if manifest is not None:  # its size, weights and fidelity, shown beside the latency by `results`
+                from mobexport.benchmarks.store.artifacts import add_artifact
+
+                add_artifact(store, manifest)
         if out.result is not None and post_url:
             from mobexport.benchmarks.server import post_result
 
