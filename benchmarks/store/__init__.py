@@ -256,6 +256,16 @@ class ResultStore:
     def add(self, result: BenchmarkResult) -> int:
         """Insert one record and its raw samples atomically; returns the new id. Refuses (PayloadError) a
         record that does not follow result.schema.json."""
+
+        def _tx() -> int:
+            with self.engine.begin() as conn:
+                return self.insert_result(conn, result)
+
+        return self._retry(_tx)
+
+    def insert_result(self, conn, result: BenchmarkResult) -> int:
+        """Insert one record and its raw samples inside the caller's transaction ``conn`` (``add``, and a sweep
+        cell that is closed in the same transaction: store/cells.py); returns the new id."""
         self._check_writable()
         validate_payload(result.to_dict())
         row = result.to_dict(samples=False)
@@ -264,16 +274,10 @@ class ResultStore:
             row.pop("thermal_state_after", None)
         for k in _JSON_COLUMNS:
             row[k] = json.dumps(row[k])
-        payload = json.dumps([float(x) for x in result.samples_ms])
-
-        def _tx() -> int:
-            with self.engine.begin() as conn:
-                rid = conn.execute(sch.results.insert().values(**row).returning(sch.results.c.id)).scalar_one()
-                conn.execute(sch.samples.insert().values(result_id=rid, n=len(result.samples_ms),
-                                                         samples_ms=payload))
-                return int(rid)
-
-        return self._retry(_tx)
+        rid = conn.execute(sch.results.insert().values(**row).returning(sch.results.c.id)).scalar_one()
+        conn.execute(sch.samples.insert().values(result_id=rid, n=len(result.samples_ms),
+                                                 samples_ms=json.dumps([float(x) for x in result.samples_ms])))
+        return int(rid)
 
     def _check_writable(self) -> None:
         if self.read_only:

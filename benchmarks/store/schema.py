@@ -9,6 +9,7 @@ History:
   v2  results.thermal_state_before / thermal_state_after (the apps report the device's thermal state)
   v3  lookup_tables: per-block latency lookup tables (analysis LUT predictor) with their provenance
   v4  accuracy: top-1/top-5 of an artifact and its float model on a labelled dataset (store/accuracy.py)
+  v5  artifacts: an exported artifact's size, weights and fidelity at export, by sha256 (store/artifacts.py)
 """
 
 from __future__ import annotations
@@ -107,12 +108,29 @@ def _accuracy_columns() -> list[sa.Column]:
     ]
 
 
+def _artifact_columns() -> list[sa.Column]:
+    """v5: what the export of one artifact (by sha256) said: size, weights, validation status and fidelity."""
+    s = sa.String
+    return [
+        sa.Column("artifact_sha256", s(64), primary_key=True),
+        sa.Column("model", s(128), nullable=False),
+        sa.Column("target", s(32), nullable=False),
+        sa.Column("weights", s(256), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger, nullable=True),
+        sa.Column("status", s(32), nullable=False),  # the export's validation status
+        sa.Column("fidelity", s(128), nullable=False),  # one-line summary: "rel 1.2e-07", "agree 0.990, 31.2 dB"
+        sa.Column("metrics", sa.Text, nullable=False),  # JSON object: the manifest's fidelity metrics
+        sa.Column("timestamp", s(64), nullable=False),
+    ]
+
+
 # The current shape, used for queries and inserts.
 metadata = sa.MetaData()
 results = sa.Table("results", metadata, *_v1_result_columns(), *_v2_result_columns())
 samples = sa.Table("samples", metadata, *_samples_columns())
 lookup_tables = sa.Table("lookup_tables", metadata, *_lut_columns())
 accuracy = sa.Table("accuracy", metadata, *_accuracy_columns())
+artifacts = sa.Table("artifacts", metadata, *_artifact_columns())
 version_table = sa.Table(VERSION_TABLE, metadata, sa.Column("id", sa.Integer, primary_key=True),
                          sa.Column("version", sa.Integer, nullable=False))
 
@@ -141,6 +159,12 @@ def _m4_accuracy(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+def _m5_artifacts(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("artifacts", md, *_artifact_columns())
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -153,6 +177,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "thermal state columns", _m2_thermal_state),
     Migration(3, "per-block latency lookup tables", _m3_lookup_tables),
     Migration(4, "accuracy on labelled datasets", _m4_accuracy),
+    Migration(5, "exported artifacts: size, weights, fidelity", _m5_artifacts),
 )
 LATEST = MIGRATIONS[-1].version
 
