@@ -46,19 +46,14 @@ class TargetRecord:
     min_ms: float | None = None
     p50_ms: float | None = None
     runs: int = 0
+    result_id: int | None = None  # the stored benchmark record (``store=``)
 
     @property
     def fidelity_text(self) -> str:
         """``rel 1.2e-07`` for float targets (max |Δ| / output range); ``agree 0.990, 31.2 dB`` for int8."""
-        m = self.fidelity.get("metrics") or {}
-        if not m:
-            return "-"
-        if resolve_target(self.target).needs_calibration:  # int8 activations: agreement + SQNR
-            sqnr = m.get("sqnr_db")
-            return f"agree {m.get('top1_agreement', float('nan')):.3f}, " + (
-                f"{sqnr:.1f} dB" if sqnr is not None else "- dB")
-        rng = m.get("output_range") or 0
-        return f"rel {m.get('max_abs', 0) / rng:.2e}" if rng else f"abs {m.get('max_abs', 0):.2e}"
+        from mobexport.benchmarks.results import fidelity_summary
+
+        return fidelity_summary(self.target, self.fidelity)
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "target": self.target, "status": self.status.value, "reason": self.reason,
@@ -67,7 +62,7 @@ class TargetRecord:
                 "export_s": None if self.export_s is None else round(self.export_s, 3), "runtime": self.runtime,
                 "bench_status": self.bench_status.value if self.bench_status else None,
                 "bench_reason": self.bench_reason, "runs": self.runs, "min_ms": self.min_ms, "p50_ms": self.p50_ms,
-                "exit_code": self.exit_code}
+                "result_id": self.result_id, "exit_code": self.exit_code}
 
 
 def worst_exit_code(records: Iterable[TargetRecord]) -> int:
@@ -92,12 +87,13 @@ def select_targets(spec: str | Iterable[str]) -> list[str]:
 
 def export_all(model: Any, targets: str | Iterable[str] = ALL, *, bench: bool = False, runs: int = 100,
                warmup: int = 10, threads: int | None = 1, out_dir: str | os.PathLike = "exports",
-               progress: Callable[[str], None] | None = None, wrap: Callable | None = None,
+               progress: Callable[[str], None] | None = None, wrap: Callable | None = None, store=None,
                **export_kwargs: Any) -> list[TargetRecord]:
     """Export ``model`` to each of ``targets`` (see ``select_targets``) with ``export()``'s keyword arguments
     (``weights``, ``num_classes``, ``input_size``, ``labels``, ``options``, ...); then, with ``bench``, time each
-    artifact whose runtime exists here (``runs`` round trips after ``warmup``). ``wrap`` (a context-manager
-    factory) surrounds each backend call, e.g. to capture the backends' console output."""
+    artifact whose runtime exists here (``runs`` round trips after ``warmup``), adding each result to ``store``
+    (an open results store) as ``mobexport bench`` does. ``wrap`` (a context-manager factory) surrounds each
+    backend call, e.g. to capture the backends' console output."""
     ids = select_targets(targets)
     built: dict = {}  # one build per distinct export: onnx-fp32 once, though both TensorRT targets need it
     records = [_export_one(model, tid, out_dir, progress, wrap, {**export_kwargs, "built": built}) for tid in ids]
@@ -108,7 +104,7 @@ def export_all(model: Any, targets: str | Iterable[str] = ALL, *, bench: bool = 
         cfg.check()
         for rec in records:
             if rec.artifact is not None:
-                _bench_one(rec, cfg, progress, wrap)
+                _bench_one(rec, cfg, progress, wrap, store)
     return records
 
 
@@ -143,7 +139,7 @@ def _runtime_note(tid: str) -> str:
     return conv.runtime_name or conv.format if conv.runtime_available().ok else "none here"
 
 
-def _bench_one(rec: TargetRecord, cfg, progress, wrap) -> None:
+def _bench_one(rec: TargetRecord, cfg, progress, wrap, store) -> None:
     import contextlib
     from pathlib import Path
 
@@ -151,13 +147,14 @@ def _bench_one(rec: TargetRecord, cfg, progress, wrap) -> None:
 
     try:
         with (wrap() if wrap else contextlib.nullcontext()):
-            outcomes = run_benchmarks([str(Path(rec.artifact).parent)], cfg, progress=progress)
+            outcomes = run_benchmarks([str(Path(rec.artifact).parent)], cfg, progress=progress, store=store)
     except MobexportError as e:
         rec.bench_status, rec.bench_reason = Status.RUN_FAILED, str(e)
         rec.exit_code = max(rec.exit_code, e.exit_code)
         return
     o = outcomes[0]
     rec.bench_status, rec.bench_reason = o.bench_status, o.reason
+    rec.result_id = o.id
     if o.result is not None:
         rec.min_ms, rec.p50_ms, rec.runs = o.result.min_ms, o.result.p50_ms, o.result.runs
         rec.runtime = f"{o.result.runtime} {o.result.runtime_version}"

@@ -297,3 +297,24 @@ def _check_timestamp(ts: str) -> None:
         raise PayloadError(f"timestamp: '{ts[:64]}' is not an RFC 3339 date-time") from None
     if parsed.tzinfo is None:
         raise PayloadError(f"timestamp: '{ts[:64]}' has no time zone (use Z or +hh:mm)")
+
+
+def fidelity_summary(target: str, fidelity: dict[str, Any] | None) -> str:
+    """One line for a table: ``rel 1.2e-07`` (max |Δ| / output range) for float targets, ``agree 0.990, 31.2 dB``
+    (top-1 agreement and SQNR) for targets with int8 activations; ``-`` without metrics (not validated)."""
+    m = (fidelity or {}).get("metrics") or {}
+    if not m:
+        return "-"
+    from mobexport.converters import resolve_target
+    from mobexport.exporter.errors import MobexportError
+
+    try:
+        int8 = resolve_target(target).needs_calibration
+    except MobexportError:  # a target this mobexport does not know: show what the metrics say
+        int8 = "top1_agreement" in m and "output_range" not in m
+    if int8:
+        sqnr = m.get("sqnr_db")
+        return f"agree {m.get('top1_agreement', float('nan')):.3f}, " + (f"{sqnr:.1f} dB" if sqnr is not None
+                                                                          else "- dB")
+    rng = m.get("output_range") or 0
+    return f"rel {m.get('max_abs', 0) / rng:.2e}" if rng else f"abs {m.get('max_abs', 0):.2e}"

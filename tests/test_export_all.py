@@ -34,7 +34,9 @@ def _table(stdout: str) -> tuple[list[str], list[list[str]]]:
 def test_export_all_mobileone_s0_bench(tmp_path):
     from mobexport.converters import all_targets, get_converter
 
-    p = _cli("export", "mobileone_s0", "--to", "all", "--bench", "--runs", "20", "--out", str(tmp_path))
+    db = tmp_path / "results.db"
+    p = _cli("export", "mobileone_s0", "--to", "all", "--bench", "--runs", "20", "--out", str(tmp_path),
+             "--db", str(db))
     header, rows = _table(p.stdout)
     assert header == COLUMNS, p.stdout
     by_target = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
@@ -59,10 +61,31 @@ def test_export_all_mobileone_s0_bench(tmp_path):
     assert by_target["onnx-fp32"]["status"] == "OK"
     assert by_target["tflite-w8a8"]["fidelity"].startswith("agree ") and " dB" in by_target["tflite-w8a8"]["fidelity"]
     assert p.returncode == worst, p.stderr[-2000:]
+    _check_stored(db, by_target, p)
     # piped: one plain line per finished step, with its time (nothing that redraws)
     steps = [ln for ln in p.stderr.splitlines() if " → " in ln]
     assert steps and all(STEP_LINE.match(ln) for ln in steps), steps[:5]
     assert "\r" not in p.stderr and "\x1b[" not in p.stderr
+
+
+def _check_stored(db: Path, by_target: dict[str, dict[str, str]], export: subprocess.CompletedProcess) -> None:
+    """export --bench stored each timed target, and `mobexport results` shows it with its artifact's size,
+    weights and fidelity (the same as the export's table)."""
+    timed = {t: row for t, row in by_target.items() if row["min ms"] != "-"}
+    assert re.search(rf"^stored {len(timed)} result\(s\) in ", export.stderr, re.M), export.stderr[-2000:]
+    p = _cli("results", "--db", str(db))
+    assert p.returncode == 0, p.stderr
+    header, rows = _table(p.stdout)
+    for col in ("model", "weights", "target", "min ms", "size MB", "fidelity", "status"):
+        assert col in header, header
+    got = {r[header.index("target")]: dict(zip(header, r, strict=True)) for r in rows}
+    assert set(got) == set(timed), (got, timed)
+    for tid, row in got.items():
+        assert row["model"] == "mobileone_s0" and row["weights"] == "random (seed 0)", row
+        assert row["size MB"] == timed[tid]["size MB"] and row["fidelity"] == timed[tid]["fidelity"], row
+        assert row["min ms"] == timed[tid]["min ms"], row
+    as_json = json.loads(_cli("results", "--db", str(db), "--json").stdout)
+    assert all(r["artifact"]["size_bytes"] > 0 and r["artifact"]["metrics"] for r in as_json)
 
 
 def test_export_json_one_object_per_target_and_format_names(tmp_path):

@@ -130,12 +130,16 @@ def add_all_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", action="store_true", help="then time each artifact whose runtime exists here")
     p.add_argument("--runs", type=int, default=100, help="timed round trips per artifact with --bench (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs with --bench (default 10)")
+    p.add_argument("--db", help="results database for --bench, as `mobexport bench` (default ./mobexport-results.db)")
+    p.add_argument("--no-store", action="store_true", help="with --bench: do not write the results database")
     # general options that apply to every target (no --report / --range-search: int8 and per-format only)
     add_option_flags(p, GeneralOptions, types.SimpleNamespace(targets=(), range_search=False))
     p.add_argument("--json", action="store_true", help="print one JSON object per target (a list)")
 
 
 def run_all(args) -> int:
+    import contextlib
+
     from mobexport.benchmarks.export_all import export_all, select_targets, worst_exit_code
     from mobexport.converters.base import GeneralOptions
 
@@ -144,15 +148,27 @@ def run_all(args) -> int:
     targets = select_targets(args.to)  # a typo in --to is answered before anything is exported
     options = {k: getattr(args, k) for k in GeneralOptions.names() if hasattr(args, k)}
     printer = StepPrinter()
-    records = export_all(args.model, targets, bench=args.bench, runs=args.runs, warmup=args.warmup,
-                         out_dir=args.out, progress=printer, wrap=lambda: backend_output(printer),
-                         weights=args.weights, calibration_dir=args.calibration, options=options,
-                         num_classes=args.num_classes, input_size=args.input_size, labels=args.labels,
-                         name=args.name, preprocessing=_preprocessing(args))
+    with contextlib.ExitStack() as stack:
+        store = None
+        if args.bench and not args.no_store:  # opened first: a bad --db is answered before any export
+            from mobexport.benchmarks.store import open_store
+
+            store = stack.enter_context(open_store(args.db))
+        records = export_all(args.model, targets, bench=args.bench, runs=args.runs, warmup=args.warmup,
+                             out_dir=args.out, progress=printer, wrap=lambda: backend_output(printer), store=store,
+                             weights=args.weights, calibration_dir=args.calibration, options=options,
+                             num_classes=args.num_classes, input_size=args.input_size, labels=args.labels,
+                             name=args.name, preprocessing=_preprocessing(args))
     if args.json:
         print_json([r.to_json() for r in records])
     else:
         render_all(records, bench=args.bench)
+        stored = [r.result_id for r in records if r.result_id is not None]
+        if stored:
+            from mobexport.benchmarks.store import DEFAULT_DB, redact_url
+
+            notice(f"stored {len(stored)} result(s) in {redact_url(args.db or DEFAULT_DB)}: "
+                   "`mobexport results` lists them")
     return worst_exit_code(records)
 
 

@@ -35,6 +35,7 @@ def run(args) -> int:
         rows = [s.to_dict() for s in store.query(model=args.model, target=args.target, harness=args.harness,
                                                  limit=args.limit)]
         accuracy = _join_accuracy(store, rows, args)
+        _join_artifacts(store, rows)
     if args.plot:
         from mobexport.benchmarks.plots import pareto_plot
 
@@ -61,6 +62,17 @@ def _join_accuracy(store, rows: list[dict], args) -> list[dict]:
     return accuracy_records(store, model=args.model, target=args.target, limit=args.limit)
 
 
+def _join_artifacts(store, rows: list[dict]) -> None:
+    """Each latency row gets ``artifact``: what the export of its artifact (by sha256) recorded — size, weights,
+    validation status, fidelity — or None (a baseline, or an artifact timed before the store kept them)."""
+    from mobexport.benchmarks.store.artifacts import artifact_info
+
+    info = artifact_info(store, [r["artifact_sha256"] for r in rows])
+    for r in rows:
+        a = info.get(r["artifact_sha256"])
+        r["artifact"] = None if a is None else {k: a[k] for k in ("size_bytes", "status", "fidelity", "metrics")}
+
+
 def _samples(store, args) -> int:
     stored = store.get(args.samples)
     r = stored.result
@@ -82,19 +94,32 @@ def render_table(rows: list[dict], title: str | None = None) -> None:
     from rich.table import Table
 
     t = Table(title=title or f"{len(rows)} results (min of N round trips, ms)")
-    for col, just in (("id", "right"), ("model", "left"), ("target", "left"), ("harness", "left"),
-                      ("device", "left"), ("runtime", "left"), ("unit", "left"), ("thr", "right"),
-                      ("runs", "right"), ("min ms", "right"), ("p50", "right"), ("p90", "right"),
-                      ("load ms", "right"), ("RSS MB", "right"), ("status", "left"), ("top-1 % (data)", "left")):
+    for col, just in (("id", "right"), ("model", "left"), ("weights", "left"), ("target", "left"),
+                      ("harness", "left"), ("device", "left"), ("runtime", "left"), ("unit", "left"),
+                      ("thr", "right"), ("runs", "right"), ("min ms", "right"), ("p50", "right"), ("p90", "right"),
+                      ("load ms", "right"), ("RSS MB", "right"), ("size MB", "right"), ("fidelity", "left"),
+                      ("status", "left"), ("top-1 % (data)", "left")):
         t.add_column(col, justify=just, style="bold" if col == "min ms" else None, overflow="fold",
                      min_width=_longest(rows, {"model": "model", "status": "validation_status"}.get(col)))
     for r in rows:
-        t.add_row(str(r.get("id", "")), r["model"], r["target"], r["harness"], r["device_model"],
-                  f"{r['runtime']} {r['runtime_version']}", r["compute_unit"], _opt(r.get("threads")),
-                  str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
-                  _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"), r["validation_status"],
-                  _top1(r.get("accuracy")))
+        art = r.get("artifact") or {}
+        t.add_row(str(r.get("id", "")), r["model"], weights_cell(r["weights"]), r["target"], r["harness"],
+                  r["device_model"], f"{r['runtime']} {r['runtime_version']}", r["compute_unit"],
+                  _opt(r.get("threads")), str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}",
+                  f"{r['p90_ms']:.3f}", _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"),
+                  _opt(art.get("size_bytes") and art["size_bytes"] / 1e6, ".2f"), art.get("fidelity") or "-",
+                  r["validation_status"], _top1(r.get("accuracy")))
     wide_console().print(t)
+
+
+def weights_cell(tag: str) -> str:
+    """``random (seed 0)`` for deterministic random weights (the full tag says latency is real, accuracy is
+    not: too long for a cell), else the checkpoint tag (file name and sha256 prefix)."""
+    from mobexport.exporter.source import is_random_tag
+
+    if is_random_tag(tag):
+        return tag.split(":", 1)[0].replace("random weights", "random")
+    return tag
 
 
 def _longest(rows: list[dict], key: str | None) -> int | None:
