@@ -9,6 +9,8 @@
                                                           limit= says otherwise; after=ID continues a listing
   GET  /api/v1/results/{id}                               one record with its raw samples
 
+  GET  /, /results/{id}, /models/{m}, /regressions, /pareto, /artifacts, /api-docs, /login   the results web
+                                                          pages (benchmarks/web; cookie login where a token is set)
   GET  /openapi.json                                      the API's OpenAPI document (no /docs page: it loads
                                                           its scripts from a CDN)
 
@@ -260,6 +262,9 @@ def create_app(db_url: str | None = None, *, token: str | None = None, artifacts
 
     _artifact_routes(app, Path(artifacts_dir))
     _result_routes(app, store, max_body, page, body_timeouts)
+    from mobexport.benchmarks.web import add_web_routes  # results pages (/, /results/ID, ...): benchmarks/web
+
+    add_web_routes(app, store, Path(artifacts_dir), token=token)
     return app
 
 
