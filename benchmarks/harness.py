@@ -204,8 +204,9 @@ def artifact_job(artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
     return _job(rt, str(artifact.path), artifact.manifest, float_input(artifact.manifest, cfg.batch), cfg)
 
 
-def _measure(job: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
-    return measure(job) if cfg.in_process else run_in_worker(job, cfg.timeout_s)
+def _measure(job: dict[str, Any], cfg: BenchConfig, report: Callable[[int, int], None] | None = None
+             ) -> dict[str, Any]:
+    return measure(job, report) if cfg.in_process else run_in_worker(job, cfg.timeout_s, report)
 
 
 def time_file(path: str | os.PathLike, fmt: str, manifest: dict[str, Any], x: np.ndarray,
@@ -219,7 +220,8 @@ def time_file(path: str | os.PathLike, fmt: str, manifest: dict[str, Any], x: np
     return _measure(_job(rt, str(path), manifest, x, cfg), cfg)
 
 
-def bench_artifact(artifact: Artifact, cfg: BenchConfig) -> BenchOutcome:
+def bench_artifact(artifact: Artifact, cfg: BenchConfig,
+                   report: Callable[[int, int], None] | None = None) -> BenchOutcome:
     m = artifact.manifest
     model, target, src = m.get("model", "?"), artifact.target, str(artifact.path)
     sha = _sha256(artifact)
@@ -227,7 +229,7 @@ def bench_artifact(artifact: Artifact, cfg: BenchConfig) -> BenchOutcome:
     rt, reason = _runtime(target.split("-", 1)[0], cfg)
     if rt is None:
         return BenchOutcome(model, target, src, Status.SKIPPED, reason)
-    out = _measure(_job(rt, src, m, x_float, cfg), cfg)
+    out = _measure(_job(rt, src, m, x_float, cfg), cfg, report)
     return _outcome(out, src, cfg, dict(
         model=model, weights=str(m.get("weights") or "unknown")[:256], target=target, artifact_sha256=sha,
         validation_status=str(m.get("status", Status.UNVALIDATED_NO_RUNTIME)),
@@ -263,7 +265,7 @@ def _profile_note(profile: dict[str, Any] | None) -> str | None:
 # ---------------------------------------------------------------- PyTorch eager baseline (deploy form)
 
 def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None, seed: int = 0,
-                bn_seed: int | None = None) -> BenchOutcome:
+                bn_seed: int | None = None, report: Callable[[int, int], None] | None = None) -> BenchOutcome:
     """Target ``torch-fp32``: the re-parameterized (deploy) form in PyTorch eager mode (the ``torch`` runtime,
     which rebuilds the model and hashes its state dict), as a baseline."""
     from mobexport.api import get_spec
@@ -276,7 +278,7 @@ def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None
     x = np.random.default_rng(0).standard_normal((cfg.batch, *spec.input_size), dtype=np.float32)
     # the same weights as `mobexport <format> MODEL` exports: the checkpoint, or the seed's random weights
     manifest = {"model": spec.name, "weights": weights, "seed": seed if bn_seed is None else bn_seed}
-    out = _measure(_job(rt, "", manifest, x, torch_cfg), torch_cfg)
+    out = _measure(_job(rt, "", manifest, x, torch_cfg), torch_cfg, report)
     fields = dict(model=spec.name, weights=out.get("weights_tag") or "unknown", target="torch-fp32",
                   artifact_sha256=out.get("artifact_sha256") or "0" * 64, validation_status=Status.OK.value,
                   tool_versions=tool_versions(), git_commit=_git_commit({}))
@@ -287,14 +289,16 @@ def bench_torch(model_name: str, cfg: BenchConfig, *, weights: str | None = None
 
 def run_benchmarks(artifacts: list[str], cfg: BenchConfig, *, torch_models: list[str] = (), store=None,
                    post_url: str | None = None, token: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> list[BenchOutcome]:
+                   progress: Callable[[str], None] | None = None,
+                   report: Callable[[int, int], None] | None = None) -> list[BenchOutcome]:
     """Bench every artifact (then every ``torch_models`` baseline) with a cool-down between them; store each
-    result (``store.add``) and post it to a mobexport server when asked."""
+    result (``store.add``) and post it to a mobexport server when asked. ``progress(message)`` as each starts;
+    ``report(done, runs)`` as its timed runs go (from the worker, between blocks of runs)."""
     cfg.check()
     found = [a for p in artifacts for a in find_artifacts(p)]
     jobs: list[tuple[str, Callable[[], BenchOutcome], dict | None]] = [
-        (f"{a.manifest.get('model')}/{a.target}", lambda a=a: bench_artifact(a, cfg), a.manifest) for a in found]
-    jobs += [(f"{m}/torch-fp32", lambda m=m: bench_torch(m, cfg), None) for m in torch_models]
+        (f"{a.manifest.get('model')}/{a.target}", lambda a=a: bench_artifact(a, cfg, report), a.manifest) for a in found]
+    jobs += [(f"{m}/torch-fp32", lambda m=m: bench_torch(m, cfg, report=report), None) for m in torch_models]
     outcomes = []
     for i, (label, job, manifest) in enumerate(jobs):
         if i and cfg.cooldown_s:

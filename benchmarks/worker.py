@@ -22,7 +22,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,34 @@ import numpy as np
 
 # ---------------------------------------------------------------- the protocol
 
-def time_round_trips(runner, x: np.ndarray, runs: int) -> list[float]:
-    """``runs`` timed round trips (set input → invoke → read output), milliseconds, in run order."""
+REPORT_EVERY_NS = 100_000_000  # progress of the timed runs: at most one report per 100 ms
+
+
+def time_round_trips(runner, x: np.ndarray, runs: int, report: Callable[[int, int], None] | None = None
+                     ) -> list[float]:
+    """``runs`` timed round trips (set input → invoke → read output), milliseconds, in run order.
+
+    ``report(done, runs)`` (a progress bar) is called between blocks of runs, never inside a timed round trip:
+    the runs go in blocks of ``runs // 200`` (at least 1), and after a block the clock is read once more and
+    ``report`` called when 100 ms passed since the last report, and after the last run. Without ``report``
+    there is one block."""
     pc, set_input, invoke, get_output = time.perf_counter_ns, runner.set_input, runner.invoke, runner.get_output
     ns = [0] * runs
+    block = max(1, runs if report is None else runs // 200)
+    last = pc()
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        for i in range(runs):
-            t0 = pc()
-            set_input(x)
-            invoke()
-            get_output()
-            ns[i] = pc() - t0
+        for start in range(0, runs, block):
+            for i in range(start, min(start + block, runs)):
+                t0 = pc()
+                set_input(x)
+                invoke()
+                get_output()
+                ns[i] = pc() - t0
+            if report is not None and ((now := pc()) - last >= REPORT_EVERY_NS or start + block >= runs):
+                report(min(start + block, runs), runs)
+                last = now
     finally:
         if gc_was_on:
             gc.enable()
@@ -130,9 +145,10 @@ def _runtime(job: dict[str, Any]):
     return runtimes._REGISTRY[name]
 
 
-def measure(job: dict[str, Any]) -> dict[str, Any]:
+def measure(job: dict[str, Any], report: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Load, warm up and time one artifact here. Keys: ``error`` (``LOAD_FAILED``/``RUN_FAILED``, with
-    ``reason``) or the samples with load time, memory and the runner's description."""
+    ``reason``) or the samples with load time, memory and the runner's description. ``report(done, runs)``:
+    progress of the timed runs (``time_round_trips``)."""
     runtime = _runtime(job)
     runtime.available()  # imports the backend now: load_ms and the RSS growth at load exclude its import
     rss = PeakRSS()
@@ -151,7 +167,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         x = runner.native_input(job["x"])
         with pinned(job.get("pin_cores")) as pin_note:
             warm_up(runner, x, job["warmup"])
-            samples = time_round_trips(runner, x, job["runs"])
+            samples = time_round_trips(runner, x, job["runs"], report)
         runner.close()
         profile = _profile(runtime, job, x) if job.get("profile_dir") else None
     except Exception as e:
@@ -195,8 +211,11 @@ def _profile(runtime, job: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
 # ---------------------------------------------------------------- the worker process
 
 def _child(conn, job: dict[str, Any]) -> None:
+    def report(done: int, runs: int) -> None:
+        conn.send(("runs", done, runs))
+
     try:
-        out = measure(job)
+        out = measure(job, report if job.get("report_runs") else None)
     except BaseException as e:  # anything else still goes back as a reason
         out = {"error": "RUN_FAILED", "reason": f"{type(e).__name__}: {e}"}
     conn.send(out)
@@ -210,28 +229,38 @@ def _death(code: int | None) -> str:
     return f"worker exited with code {code} before sending a result"
 
 
-def run_in_worker(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """``measure(job)`` in a fresh spawned process; a death or a hang is ``{"error": "RUN_FAILED", ...}``."""
+def run_in_worker(job: dict[str, Any], timeout_s: float,
+                  report: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """``measure(job)`` in a fresh spawned process; a death or a hang is ``{"error": "RUN_FAILED", ...}``.
+    ``report(done, runs)`` gets the worker's progress of the timed runs (sent between blocks of runs)."""
     import multiprocessing as mp
 
+    job = {**job, "report_runs": report is not None}
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, job), name=f"mobexport-bench-{job['runtime']}", daemon=True)
     proc.start()
     child.close()
+    deadline = time.monotonic() + timeout_s
     try:
-        if not parent.poll(timeout_s):
-            if proc.is_alive():
-                proc.kill()
+        while True:
+            if not parent.poll(max(0.0, deadline - time.monotonic())):
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+                    return {"error": "RUN_FAILED",
+                            "reason": f"worker hung: no result within {timeout_s:g} s, killed"}
                 proc.join(5)
-                return {"error": "RUN_FAILED", "reason": f"worker hung: no result within {timeout_s:g} s, killed"}
-            proc.join(5)
-            return {"error": "RUN_FAILED", "reason": _death(proc.exitcode)}
-        try:
-            return parent.recv()
-        except (EOFError, OSError):  # the pipe closed: the worker died before (or while) sending
-            proc.join(5)
-            return {"error": "RUN_FAILED", "reason": _death(proc.exitcode)}
+                return {"error": "RUN_FAILED", "reason": _death(proc.exitcode)}
+            try:
+                msg = parent.recv()
+            except (EOFError, OSError):  # the pipe closed: the worker died before (or while) sending
+                proc.join(5)
+                return {"error": "RUN_FAILED", "reason": _death(proc.exitcode)}
+            if not (isinstance(msg, tuple) and msg and msg[0] == "runs"):
+                return msg
+            if report is not None:
+                report(msg[1], msg[2])
     finally:
         parent.close()
         proc.join(5)

@@ -181,3 +181,42 @@ def test_find_artifacts_accepts_dir_file_and_tree(exports):
     assert sorted(a.target for a in find_artifacts(exports)) == ["onnx-fp32", "tflite-fp32"]
     assert sorted(a.target for a in find_artifacts(exports / MODEL)) == ["onnx-fp32", "tflite-fp32"]
     assert BenchConfig().runs == 1000
+
+
+def test_timed_runs_report_progress_from_the_worker(exports):
+    """The worker reports the timed runs between blocks of runs (never inside one): the reports rise to
+    (runs, runs), at most one per 100 ms plus the last, and the samples are still all there."""
+    import time
+
+    from mobexport.benchmarks.harness import run_benchmarks
+
+    seen: list[tuple[int, int, float]] = []
+    out = run_benchmarks([str(exports / MODEL / "onnx-fp32")], BenchConfig(runs=400, warmup=2),
+                         report=lambda done, runs: seen.append((done, runs, time.monotonic())))
+    assert out[0].result is not None and len(out[0].result.samples_ms) == 400
+    assert seen and seen[-1][:2] == (400, 400), seen
+    done = [d for d, _, _ in seen]
+    assert done == sorted(set(done)) and all(r == 400 for _, r, _ in seen)
+    gaps = [b[2] - a[2] for a, b in zip(seen[:-2], seen[1:-1], strict=True)]
+    assert all(g > 0.05 for g in gaps), gaps  # ~100 ms apart (the last report comes when the runs end)
+
+
+def test_time_round_trips_without_report_is_one_block():
+    from mobexport.benchmarks.harness import time_round_trips
+
+    class Runner:
+        calls = 0
+
+        def set_input(self, x):
+            pass
+
+        def invoke(self):
+            Runner.calls += 1
+
+        def get_output(self):
+            return None
+
+    reports: list[tuple[int, int]] = []
+    assert len(time_round_trips(Runner(), np.zeros(1), 7)) == 7 and Runner.calls == 7
+    assert len(time_round_trips(Runner(), np.zeros(1), 450, lambda d, r: reports.append((d, r)))) == 450
+    assert reports[-1] == (450, 450) and Runner.calls == 457
