@@ -135,6 +135,12 @@ def _cvnets(tree: str, config: str):
     return build
 
 
+def _timm_mnv1_050(_repos: Path) -> nn.Module:
+    from timm.models.efficientnet import _gen_mobilenet_v1
+
+    return _gen_mobilenet_v1("mobilenetv1_050", 0.5)
+
+
 def _lukemelas_lite(_repos: Path) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -170,6 +176,13 @@ CASES = [
     Case("mobilevitv3", "cvnets", "mobilevitv3_0_5",
          "apple/ml-cvnets@84d992f + micronDLA/MobileViTv3@d381beb MobileViTv3-v2, width 0.5 config",
          _cvnets("cvnets-v2", "config/classification/finetune_higher_res_in1k/mobilevit_v3.yaml"), 256),
+    # zoo III (issue #23)
+    Case("resnet", "torchvision", "resnet18", "torchvision 0.29.1 resnet18", _tv("resnet18"), 64),
+    Case("mobilenetv1", "timm", "mobilenetv1_050", "timm 1.0.31 _gen_mobilenet_v1('mobilenetv1_050', 0.5)",
+         _timm_mnv1_050, 64),
+    Case("shufflenetv2", "torchvision", "shufflenetv2_050", "torchvision 0.29.1 shufflenet_v2_x0_5",
+         _tv("shufflenet_v2_x0_5"), 64),
+    Case("regnet", "torchvision", "regnety_004", "torchvision 0.29.1 regnet_y_400mf", _tv("regnet_y_400mf"), 64),
 ]
 
 

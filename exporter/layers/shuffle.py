@@ -1,0 +1,23 @@
+"""Channel shuffle (Zhang et al., ShuffleNet, CVPR 2018): interleave the channels of ``groups`` groups.
+
+A reshape → transpose → reshape, the op pattern the converters must keep (no gather), shared by ShuffleNet V1/V2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(x, self.groups)

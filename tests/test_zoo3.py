@@ -1,0 +1,104 @@
+"""Zoo III (issue #23): ResNet/ResNeXt, MobileNetV1, ShuffleNetV2, RegNetX/Y, EfficientNet-B0–B3, EfficientNetV2.
+
+Reference counts and key layouts come from tests/fixtures/zoo3_refs.json, recorded by scripts/make_zoo3_refs.py
+with the reference implementations themselves (torchvision 0.29.1, timm 1.0.31; the reference of each model is
+named in the file and in ``REFERENCE`` below). Models are built on the meta device where only shapes matter, so
+the whole file runs in seconds. That every reference layout computes the reference function (BatchNorm
+conventions, padding) is tests/test_golden.py's job; the train/deploy equivalence at the spec's input size is
+tests/test_models.py's; here the deploy form is checked at a small input with randomized statistics too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import mobexport
+from mobexport.exporter import weights as W
+from mobexport.exporter.passes.fold_batchnorm import bn_modules
+from mobexport.exporter.profile import count_params, profile_ops
+from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
+
+REFS = json.loads((Path(__file__).parent / "fixtures" / "zoo3_refs.json").read_text())
+
+# model -> (the count reference, its train-form params, its MACs at the spec's input size)
+REFERENCE = {
+    "resnet18": ("torchvision resnet18", 11_689_512, 1_814_073_344),
+    "resnet50": ("torchvision resnet50", 25_557_032, 4_089_184_256),
+    "resnext50_32x4d": ("torchvision resnext50_32x4d", 25_028_904, 4_230_479_872),
+    "mobilenetv1_100": ("timm mobilenetv1_100", 4_231_976, 568_740_352),
+    "mobilenetv1_075": ("timm _gen_mobilenet_v1 x0.75", 2_585_560, 325_400_448),
+    "mobilenetv1_050": ("timm _gen_mobilenet_v1 x0.5", 1_331_592, 149_497_088),
+    "shufflenetv2_050": ("torchvision shufflenet_v2_x0_5", 1_366_792, 40_476_448),
+    "shufflenetv2_100": ("torchvision shufflenet_v2_x1_0", 2_278_604, 144_907_992),
+    "shufflenetv2_150": ("torchvision shufflenet_v2_x1_5", 3_503_624, 295_759_392),
+    "shufflenetv2_200": ("torchvision shufflenet_v2_x2_0", 7_393_996, 583_253_464),
+    "regnetx_004": ("torchvision regnet_x_400mf", 5_495_976, 413_812_608),
+    "regnetx_008": ("torchvision regnet_x_800mf", 7_259_656, 799_699_712),
+    "regnetx_016": ("torchvision regnet_x_1_6gf", 9_190_136, 1_602_849_792),
+    "regnety_004": ("torchvision regnet_y_400mf", 4_344_144, 401_842_848),
+    "regnety_008": ("torchvision regnet_y_800mf", 6_432_512, 833_856_256),
+    "regnety_016": ("torchvision regnet_y_1_6gf", 11_202_430, 1_612_076_160),
+}
+MODELS = list(REFERENCE)
+
+
+def _meta(name: str) -> torch.nn.Module:
+    with torch.device("meta"):
+        return mobexport.create_model(name)
+
+
+def test_every_zoo3_model_is_registered_with_its_reference_numbers():
+    assert set(MODELS) <= set(mobexport.list_models())
+    for name, (_, params, macs) in REFERENCE.items():
+        ref = mobexport.get_spec(name).reference
+        assert (ref.params, ref.macs) == (params, macs), name
+        first = next(iter(REFS[name].values()))  # the recorded reference is the one named here
+        assert (first["params"], first["macs"]) == (params, macs), name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_params_equal_the_reference_exactly(name):
+    assert count_params(_meta(name)) == REFERENCE[name][1]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deploy_macs_equal_the_reference_exactly(name):
+    spec = mobexport.get_spec(name)
+    deploy = mobexport.reparameterize(_meta(name))
+    assert not bn_modules(deploy)
+    macs = sum(r.macs for r in profile_ops(deploy, torch.empty(1, *spec.input_size, device="meta")))
+    assert macs == REFERENCE[name][2]
+
+
+@pytest.mark.parametrize("name, layout", [(n, lay) for n in MODELS for lay in REFS[n]])
+def test_reference_key_layout_maps_onto_our_model_and_back(name, layout):
+    """Every recorded reference listing (torchvision and/or timm) maps key for key and shape for shape onto our
+    model through a registered layout, and back onto the reference's own keys."""
+    theirs = {k: torch.empty(s, device="meta") for k, s in REFS[name][layout]["keys"]}
+    ours = {k: tuple(v.shape) for k, v in _meta(name).state_dict().items()}
+    family = mobexport.get_spec(name).family
+    matches = []
+    for lay in W.layouts(family):
+        try:
+            mapped = lay.to_ours(theirs)
+        except KeyError:
+            continue
+        if {k: tuple(v.shape) for k, v in mapped.items()} == ours:
+            matches.append(lay.name)
+            assert lay.from_ours(mapped).keys() == theirs.keys()
+    assert matches, f"{name}: no registered {family} layout maps the {layout} listing"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_deploy_form_equals_train_form_with_random_statistics(name):
+    torch.manual_seed(0)
+    model = randomize_batchnorm(mobexport.create_model(name, num_classes=10, input_size=64), seed=1).eval()
+    x = torch.randn(2, 3, 64, 64)
+    deploy = mobexport.reparameterize(copy.deepcopy(model))
+    with torch.no_grad():
+        assert rel_max_error(model(x), deploy(x)) <= 1e-5
