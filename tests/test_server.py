@@ -100,11 +100,11 @@ def test_bad_posts_are_refused_and_nothing_is_written(server):
     assert r.status_code == 422 and "harness" in r.json()["detail"]
     r = httpx.post(ep, json={k: v for k, v in good.items() if k != "min_ms"}, headers=AUTH)
     assert r.status_code == 422 and "min_ms" in r.json()["detail"]
-    big = {**good, "notes": None, "samples_ms": [1.2345678] * 150_000, "runs": 150_000}  # ~1.5 MB
+    big = {**good, "notes": None, "samples_ms": [1.2345678] * 500_000, "runs": 500_000}  # ~5 MB, over 4 MiB
     assert httpx.post(ep, json=big, headers=AUTH).status_code == 413
 
     def chunks():  # no Content-Length: the limit applies while streaming
-        for _ in range(40):
+        for _ in range(80):  # 5 MiB
             yield b" " * 65536
     assert httpx.post(ep, content=chunks(), headers=json_auth).status_code == 413
     assert store.count() == 0
