@@ -102,7 +102,9 @@ def quantize_w8a8(model, calibration: list[np.ndarray], example):
             step="quantize", hint="coreml-w8 (--w8, weight-only int8) and coreml-fp16 convert this model") from e
     quantizer.step()
     with torch.no_grad():
-        for x in calibration[:CALIBRATION_STEPS]:
+        from mobexport.exporter.progress import counted
+
+        for x in counted(calibration[:CALIBRATION_STEPS], "calibrate"):
             prepared(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     return quantizer.finalize(prepared, inplace=False).eval()
 

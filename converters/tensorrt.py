@@ -130,7 +130,9 @@ def activation_ranges(src: Path, images: list[np.ndarray], spec, plan=None) -> d
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
     inp, names = sess.get_inputs()[0].name, [o.name for o in sess.get_outputs()]
     col = RangeCollector(keep_first=plan is not None)
-    for x in images:
+    from mobexport.exporter.progress import counted
+
+    for x in counted(images, "calibrate"):
         for name, v in zip(names, sess.run(None, {inp: np.ascontiguousarray(x, np.float32)}), strict=True):
             if np.issubdtype(np.asarray(v).dtype, np.floating):
                 col.add(name, v)

@@ -103,7 +103,9 @@ def _activation_qsvs(float_path: Path, state: ExportState, plan=None) -> dict[st
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     wanted = {inp["index"]} | {o for op in it._get_ops_details() for o in op["outputs"] if o >= 0}
     col, nhwc = RangeCollector(keep_first=plan is not None), _nhwc(state)
-    for c in state.calibration:
+    from mobexport.exporter.progress import counted
+
+    for c in counted(state.calibration, "calibrate"):
         it.set_tensor(inp["index"], np.ascontiguousarray(c.transpose(0, 2, 3, 1) if nhwc else c))
         it.invoke()
         for i in wanted:
