@@ -6,8 +6,8 @@ Two jobs, both without an Apple or Android toolchain:
   tree-sitter keeps hidden (not reachable through ``.children``, visible only in ``str(root_node)``, e.g. the
   Kotlin grammar's ``_class_member_semi``), each reported as ``file:line:col``;
 * the JSON keys each app encodes for the result record: the Swift ``Codable`` struct's CodingKeys raw values
-  (or property names), and the Kotlin ``@Serializable`` data class's ``@SerialName`` values, with whether the
-  property is optional/nullable;
+  (or property names), and the keys the Kotlin data class's ``toJsonObject()`` writes (org.json ``.field(key,
+  property)`` calls), with whether the property is optional/nullable;
 * the manifest keys each app decodes, with the JSON kinds its decoder accepts for each (Swift: the
   ``decode(T.self, forKey: .k)`` calls of a type; Kotlin: the reads of one parsing function), and the cases of
   the apps' status enums.
@@ -230,23 +230,14 @@ def swift_encoded_fields(src: bytes, struct_name: str = "BenchmarkResult") -> di
     return {key: EncodedField(key, prop, props[prop]) for prop, key in coding_keys.items()}
 
 
-def _kotlin_serial_name(param) -> str | None:
-    modifiers = next((c for c in param.children if c.type == "modifiers"), None)
-    if modifiers is None:
-        return None
-    for annotation in (c for c in modifiers.children if c.type == "annotation"):
-        text = _text(annotation)
-        if re.match(r"@(kotlinx\.serialization\.)?SerialName\s*\(", text):
-            strings = [_text(n) for n in _iter(annotation) if n.type == "string_content"]
-            if len(strings) != 1:
-                raise AppSourceError(f"cannot read {text!r}")
-            return strings[0]
-    return None
+_KOTLIN_FIELD = re.compile(r'\.field\(\s*"([^"]+)"\s*,\s*(\w+)\s*\)')
 
 
-def kotlin_encoded_fields(src: bytes, class_name: str = "BenchmarkResult") -> dict[str, EncodedField]:
-    """The JSON keys the Kotlin @Serializable data class writes, keyed by JSON key. Every constructor
-    property must carry @SerialName (no implicit Kotlin-name keys)."""
+def kotlin_encoded_fields(src: bytes, class_name: str = "BenchmarkResult",
+                          function_name: str = "toJsonObject") -> dict[str, EncodedField]:
+    """The JSON keys the Kotlin data class writes, keyed by JSON key: the ``.field("key", property)`` calls of its
+    ``toJsonObject()`` (org.json), each property a constructor parameter. A parameter never written, a key written
+    twice or a write of something that is not a parameter is an error."""
     root = parse(src, language("x.kt")).root_node
     decl = next(
         (n for n in _iter(root) if n.type == "class_declaration"
@@ -256,20 +247,27 @@ def kotlin_encoded_fields(src: bytes, class_name: str = "BenchmarkResult") -> di
     if decl is None:
         raise AppSourceError(f"no Kotlin class named {class_name}")
     modifiers = next((c for c in decl.children if c.type == "modifiers"), None)
-    mod_text = _text(modifiers) if modifiers is not None else ""
-    if "@Serializable" not in mod_text or not re.search(r"\bdata\b", mod_text):
-        raise AppSourceError(f"{class_name} must be a @Serializable data class")
-    params = [n for n in _iter(decl) if n.type == "class_parameter"]
-    fields: dict[str, EncodedField] = {}
-    for param in params:
+    if modifiers is None or not re.search(r"\bdata\b", _text(modifiers)):
+        raise AppSourceError(f"{class_name} must be a data class")
+    params: dict[str, bool] = {}
+    for param in (n for n in _iter(decl) if n.type == "class_parameter"):
         name = next(c for c in param.children if c.type == "identifier")
-        key = _kotlin_serial_name(param)
-        if key is None:
-            raise AppSourceError(f"{class_name}.{_text(name)} has no @SerialName")
         type_node = next(c for c in param.children if c.type in ("user_type", "nullable_type", "function_type"))
+        params[_text(name)] = type_node.type == "nullable_type"
+    fn = next((n for n in _iter(decl) if n.type == "function_declaration"
+               and any(c.type == "identifier" and _text(c) == function_name for c in n.children)), None)
+    if fn is None:
+        raise AppSourceError(f"{class_name} has no {function_name}()")
+    fields: dict[str, EncodedField] = {}
+    for key, prop in _KOTLIN_FIELD.findall(_text(fn)):
         if key in fields:
-            raise AppSourceError(f"{class_name}: key {key!r} used twice")
-        fields[key] = EncodedField(key, _text(name), type_node.type == "nullable_type")
+            raise AppSourceError(f"{class_name}: key {key!r} written twice")
+        if prop not in params:
+            raise AppSourceError(f"{class_name}.{function_name} writes {prop}, which is not a constructor property")
+        fields[key] = EncodedField(key, prop, params[prop])
+    unwritten = sorted(set(params) - {f.prop for f in fields.values()})
+    if unwritten:
+        raise AppSourceError(f"{class_name} properties never written by {function_name}: {unwritten}")
     return fields
 
 
@@ -327,14 +325,14 @@ def swift_decoded_fields(src: bytes, struct_name: str, keys_enum: str) -> dict[s
     return {k: DecodedField(k, frozenset(v), k in required) for k, v in kinds.items()}
 
 
-_KOTLIN_READS = (
+_KOTLIN_READS = (  # org.json reads (benchkit's Json.kt helpers)
     (re.compile(r'\.string\("(\w+)"\)'), {"string"}),
     (re.compile(r'\.dims\("(\w+)"\)'), {"array<dim>"}),
     (re.compile(r'\.doubleList\("(\w+)"\)'), {"array<number>"}),
-    (re.compile(r'\["(\w+)"\] as\? JsonObject'), {"object"}),
-    (re.compile(r'\["(\w+)"\] as\? JsonArray\)\?\.firstOrNull\(\) as\? JsonObject'), {"array<object>"}),
-    (re.compile(r'\["(\w+)"\] as\? JsonPrimitive\)\?\.intOrNull'), {"integer"}),
-    (re.compile(r'cropOf\(\w+\["(\w+)"\]\)'), {"integer", "array<integer>"}),
+    (re.compile(r'\.optJSONObject\("(\w+)"\)'), {"object"}),
+    (re.compile(r'\.optJSONArray\("(\w+)"\)\?\.optJSONObject\(0\)'), {"array<object>"}),
+    (re.compile(r'\.int\("(\w+)"\)'), {"integer"}),
+    (re.compile(r'cropOf\(\w+\.opt\("(\w+)"\)\)'), {"integer", "array<integer>"}),
 )
 _KOTLIN_ANY_READ = re.compile(r'(?:\["|\.\w+\(")(\w+)"')
 

@@ -1,7 +1,8 @@
 """Checks of the companion apps that need no Apple or Android toolchain.
 
 * every .swift / .kt / .kts file parses with tree-sitter without ERROR or MISSING nodes (hidden ones included);
-* contract: the JSON keys the apps encode (Swift CodingKeys of BenchmarkResult, Kotlin @SerialName values) equal
+* contract: the JSON keys the apps encode (Swift CodingKeys of BenchmarkResult, the keys Kotlin's toJsonObject()
+  writes) equal
   the properties of benchmarks/schema/result.schema.json, and required keys are non-optional in both;
 * the shared example payloads validate against the schema and carry exactly the apps' key sets;
 * the apps' unit tests read those examples in place (Gradle test resources, Xcode folder reference, SwiftPM path).
@@ -139,12 +140,15 @@ def test_swift_required_key_made_optional_is_detected(schema):
     assert problems == ["required key 'min_ms' is optional (minMs)"]
 
 
-def test_renamed_kotlin_key_and_missing_serialname_are_detected(schema):
+def test_renamed_kotlin_key_and_unwritten_property_are_detected(schema):
     src = KOTLIN_RESULT.read_text()
-    renamed = apps.kotlin_encoded_fields(src.replace('@SerialName("compute_unit")', '@SerialName("unit")').encode())
+    assert src.count('.field("compute_unit", computeUnit)') == 1 and src.count('.field("chip", chip)\n') == 1
+    renamed = apps.kotlin_encoded_fields(src.replace('.field("compute_unit"', '.field("unit"').encode())
     assert "missing schema key 'compute_unit'" in apps.compare_with_schema(renamed, schema)
-    with pytest.raises(apps.AppSourceError, match="no @SerialName"):
-        apps.kotlin_encoded_fields(src.replace('    @SerialName("chip")\n', "").encode())
+    with pytest.raises(apps.AppSourceError, match=r"never written by toJsonObject: \['chip'\]"):
+        apps.kotlin_encoded_fields(src.replace('        .field("chip", chip)\n', "").encode())
+    with pytest.raises(apps.AppSourceError, match="written twice"):
+        apps.kotlin_encoded_fields(src.replace('.field("chip", chip)', '.field("os", chip)').encode())
     nullable = src.replace("val runs: Int,", "val runs: Int?,")
     assert apps.compare_with_schema(apps.kotlin_encoded_fields(nullable.encode()), schema) == [
         "required key 'runs' is optional (runs)"]

@@ -1,8 +1,8 @@
 // Plain Kotlin/JVM module: the benchmark logic (statistics, protocol loop, result record, manifest,
-// API client). No Android dependency, so `./gradlew :benchkit:test` runs on any JDK 17.
+// API client, headless job, pending uploads). No Android dependency, so `./gradlew :benchkit:test` runs on any
+// JDK 17; the host's `make test` compiles the same sources with kotlinc (tests/test_kotlin.py).
 plugins {
     id("org.jetbrains.kotlin.jvm")
-    id("org.jetbrains.kotlin.plugin.serialization")
 }
 
 kotlin {
@@ -10,7 +10,10 @@ kotlin {
 }
 
 dependencies {
-    api("org.jetbrains.kotlinx:kotlinx-serialization-json:1.7.3")
+    // org.json is Android's built-in JSON library: the platform provides it at run time. This artifact is Android's
+    // implementation (the one Debian ships as libandroid-json-java), for compiling and for the JVM tests.
+    compileOnly("com.vaadin.external.google:android-json:0.0.20131108.vaadin1")
+    testImplementation("com.vaadin.external.google:android-json:0.0.20131108.vaadin1")
     testImplementation("junit:junit:4.13.2")
 }
 

@@ -42,31 +42,50 @@ class ApiClient(
     fun manifest(model: String, target: String): ArtifactManifest =
         ArtifactManifest.parse(getText(listOf("api", "v1", "artifacts", model, target, "manifest")))
 
-    /** GET /api/v1/artifacts/{model}/{target}/download into [destination] (written to a temp file, then renamed). */
-    fun download(model: String, target: String, destination: File): File {
-        val connection = open(listOf("api", "v1", "artifacts", model, target, "download"), "GET")
+    /**
+     * GET /api/v1/artifacts/{model}/{target}/download into [destination], checked against the manifest's sha256:
+     * written to a temporary file, hashed, and renamed only when the digest matches (else deleted, and an error).
+     * A file already there with the right digest is not downloaded again.
+     */
+    fun download(manifest: ArtifactManifest, destination: File): File {
+        if (destination.isFile && sha256Hex(destination) == manifest.sha256) {
+            return destination
+        }
+        val partial = File(destination.parentFile, destination.name + ".part")
+        val connection = open(listOf("api", "v1", "artifacts", manifest.model, manifest.target, "download"), "GET")
         try {
             check(connection)
-            val partial = File(destination.parentFile, destination.name + ".part")
             connection.inputStream.use { input ->
                 partial.outputStream().use { output -> input.copyTo(output) }
             }
-            if (!partial.renameTo(destination)) {
-                throw IOException("cannot move ${partial.name} to ${destination.name}")
-            }
-            return destination
+        } catch (e: IOException) {
+            partial.delete()
+            throw e
         } finally {
             connection.disconnect()
         }
+        val actual = sha256Hex(partial)
+        if (actual != manifest.sha256) {
+            partial.delete()
+            throw BenchmarkException("The download of ${manifest.id} has sha256 $actual, the manifest says ${manifest.sha256}.")
+        }
+        if (!partial.renameTo(destination)) {
+            partial.delete()
+            throw IOException("cannot move ${partial.name} to ${destination.name}")
+        }
+        return destination
     }
 
-    /** POST /api/v1/results, one result per request. */
-    fun postResult(result: BenchmarkResult) {
+    /** POST /api/v1/results, one result per request; see [PendingUploads] for the upload that is never lost. */
+    fun postResult(result: BenchmarkResult) = postJson(result.toJson())
+
+    /** POST /api/v1/results with a result already encoded as JSON. */
+    fun postJson(json: String) {
         val connection = open(listOf("api", "v1", "results"), "POST")
         try {
             connection.doOutput = true
             connection.setRequestProperty("Content-Type", "application/json")
-            connection.outputStream.use { it.write(result.toJson().toByteArray(Charsets.UTF_8)) }
+            connection.outputStream.use { it.write(json.toByteArray(Charsets.UTF_8)) }
             check(connection)
         } finally {
             connection.disconnect()
@@ -110,7 +129,7 @@ class ApiClient(
         if (status !in 200..299) {
             val body = connection.errorStream?.bufferedReader()?.use { it.readText() }.orEmpty().take(300)
             val hint = if (status == 401 || status == 403) " Check the token (mobexport serve --token)." else ""
-            throw BenchmarkException("The server answered HTTP $status: $body$hint")
+            throw HttpStatusException(status, "The server answered HTTP $status: $body$hint")
         }
     }
 }

@@ -1,13 +1,7 @@
 package dev.mobexport.benchkit
 
-import kotlinx.serialization.json.Json
-import kotlinx.serialization.json.JsonArray
-import kotlinx.serialization.json.JsonElement
-import kotlinx.serialization.json.JsonNull
-import kotlinx.serialization.json.JsonObject
-import kotlinx.serialization.json.JsonPrimitive
-import kotlinx.serialization.json.doubleOrNull
-import kotlinx.serialization.json.intOrNull
+import org.json.JSONArray
+import org.json.JSONObject
 import java.time.Instant
 import java.time.temporal.ChronoUnit
 
@@ -73,60 +67,59 @@ data class ArtifactManifest(
 
     companion object {
         private val SHA256 = Regex("^[0-9a-f]{64}$")
-        private val lenient = Json {
-            ignoreUnknownKeys = true
-        }
 
-        fun parse(text: String): ArtifactManifest = fromJson(lenient.parseToJsonElement(text).asObject("manifest"))
+        fun parse(text: String): ArtifactManifest = fromJson(parseJson(text, "manifest").asObject("manifest"))
 
         /**
          * GET /api/v1/artifacts answers a bare array or {"artifacts": [...]}. An entry this app cannot use (e.g. a
          * dynamic dimension in its input shape) is skipped; the others are listed.
          */
         fun parseList(text: String): List<ArtifactManifest> {
-            val root = lenient.parseToJsonElement(text)
+            val root = parseJson(text, "artifact list")
             val items = when (root) {
-                is JsonArray -> root
-                is JsonObject -> root["artifacts"] as? JsonArray
+                is JSONArray -> root
+                is JSONObject -> root.optJSONArray("artifacts")
                 else -> null
             } ?: throw BenchmarkException("The artifact list is not a list of manifests.")
-            return items.mapNotNull {
+            return (0 until items.length()).map { items.opt(it) }.mapNotNull {
                 try {
                     fromJson(it.asObject("artifact"))
                 } catch (e: BenchmarkException) {
                     null
+                } catch (e: RuntimeException) {
+                    null // any other surprise in one entry (a number out of range ...) skips that entry alone
                 }
             }
         }
 
-        fun fromJson(obj: JsonObject): ArtifactManifest = ArtifactManifest(
+        fun fromJson(obj: JSONObject): ArtifactManifest = ArtifactManifest(
             model = obj.string("model") ?: "",
             target = obj.string("target") ?: "",
             sha256 = obj.string("sha256") ?: "",
             input = inputOf(obj),
-            preprocessing = (obj["preprocessing"] as? JsonObject)?.let { preprocessingOf(it) },
+            preprocessing = obj.optJSONObject("preprocessing")?.let { preprocessingOf(it) },
             status = obj.string("status"),
             weights = obj.string("weights"),
             gitCommit = obj.string("git_commit"),
             file = obj.string("artifact"),
         ).validate()
 
-        private fun inputOf(obj: JsonObject): InputDescription {
-            val nested = (obj["input"] as? JsonObject) ?: ((obj["inputs"] as? JsonArray)?.firstOrNull() as? JsonObject)
+        private fun inputOf(obj: JSONObject): InputDescription {
+            val nested = obj.optJSONObject("input") ?: obj.optJSONArray("inputs")?.optJSONObject(0)
                 ?: throw BenchmarkException("The manifest has no input description (input / inputs).")
             return tensorOf(nested)
         }
 
-        private fun tensorOf(tensor: JsonObject) = InputDescription(
+        private fun tensorOf(tensor: JSONObject) = InputDescription(
             name = tensor.string("name") ?: "input",
             shape = tensor.dims("shape") ?: emptyList(),
             dtype = tensor.string("dtype") ?: "float32",
             layout = tensor.string("layout"),
         )
 
-        private fun preprocessingOf(obj: JsonObject) = PreprocessingDescription(
-            resize = (obj["resize"] as? JsonPrimitive)?.intOrNull,
-            crop = cropOf(obj["crop"]),
+        private fun preprocessingOf(obj: JSONObject) = PreprocessingDescription(
+            resize = obj.int("resize"),
+            crop = cropOf(obj.opt("crop")),
             mean = obj.doubleList("mean") ?: listOf(0.0, 0.0, 0.0),
             std = obj.doubleList("std") ?: listOf(1.0, 1.0, 1.0),
             color = obj.string("color") ?: "RGB",
@@ -137,33 +130,14 @@ data class ArtifactManifest(
 /** RFC 3339 UTC timestamp for the result, e.g. 2025-01-31T12:00:00Z. */
 fun utcTimestamp(now: Instant = Instant.now()): String = now.truncatedTo(ChronoUnit.SECONDS).toString()
 
-private fun JsonElement.asObject(what: String): JsonObject =
-    this as? JsonObject ?: throw BenchmarkException("The $what is not a JSON object.")
-
-private fun JsonObject.string(key: String): String? {
-    val value = this[key]
-    if (value == null || value is JsonNull) {
-        return null
-    }
-    return (value as? JsonPrimitive)?.takeIf { it.isString }?.content
-}
-
-/** A shape: each dimension's size, -1 for a dynamic one (null or a dimension name). */
-private fun JsonObject.dims(key: String): List<Int>? =
-    (this[key] as? JsonArray)?.map { (it as? JsonPrimitive)?.takeUnless { p -> p.isString }?.intOrNull ?: -1 }
-
 /** The centre crop as [height, width]: the manifest writes one side (square) or [height, width]. */
-private fun cropOf(value: JsonElement?): List<Int>? {
-    val side = (value as? JsonPrimitive)?.intOrNull
+private fun cropOf(value: Any?): List<Int>? {
+    val side = intOf(value)
     if (side != null) {
         return listOf(side, side)
     }
-    return (value as? JsonArray)?.map {
-        (it as? JsonPrimitive)?.intOrNull ?: throw BenchmarkException("crop must hold integers, got $it")
+    val array = value as? JSONArray ?: return null
+    return (0 until array.length()).map {
+        intOf(array.opt(it)) ?: throw BenchmarkException("crop must hold integers, got ${array.opt(it)}")
     }
 }
-
-private fun JsonObject.doubleList(key: String): List<Double>? =
-    (this[key] as? JsonArray)?.map {
-        (it as? JsonPrimitive)?.doubleOrNull ?: throw BenchmarkException("$key must hold numbers, got $it")
-    }

@@ -1,102 +1,137 @@
 package dev.mobexport.benchkit
 
-import kotlinx.serialization.ExperimentalSerializationApi
-import kotlinx.serialization.SerialName
-import kotlinx.serialization.Serializable
-import kotlinx.serialization.json.Json
+import org.json.JSONObject
 
 const val SCHEMA_VERSION = "1.0"
 const val HARNESS_NAME = "android_app"
 
 /**
  * One benchmark run of one artifact on one device: the record of benchmarks/schema/result.schema.json.
- * Every @SerialName is exactly a schema property name (checked by tests/test_apps.py on the host and by
- * ResultEncodingTest here). [ResultJson] writes every key, nulls included.
+ * [toJsonObject] writes every key, nulls included, each exactly a schema property name: tests/test_apps.py reads
+ * its `.field("key", property)` calls with tree-sitter on the host, and ResultEncodingTest checks the encoding
+ * against the shared example here.
  */
-@Serializable
 data class BenchmarkResult(
-    @SerialName("schema_version")
     val schemaVersion: String = SCHEMA_VERSION,
-    @SerialName("model")
     val model: String,
-    @SerialName("weights")
     val weights: String,
-    @SerialName("target")
     val target: String,
-    @SerialName("artifact_sha256")
     val artifactSha256: String,
-    @SerialName("harness")
     val harness: String = HARNESS_NAME,
-    @SerialName("device_model")
     val deviceModel: String,
-    @SerialName("os")
     val os: String,
-    @SerialName("os_version")
     val osVersion: String,
-    @SerialName("chip")
     val chip: String,
-    @SerialName("runtime")
     val runtime: String,
-    @SerialName("runtime_version")
     val runtimeVersion: String,
-    @SerialName("compute_unit")
     val computeUnit: String,
-    @SerialName("threads")
     val threads: Int? = null,
-    @SerialName("input_shape")
     val inputShape: List<Int>,
-    @SerialName("batch_size")
     val batchSize: Int,
-    @SerialName("warmup")
     val warmup: Int,
-    @SerialName("runs")
     val runs: Int,
-    @SerialName("min_ms")
     val minMs: Double,
-    @SerialName("p50_ms")
     val p50Ms: Double,
-    @SerialName("p90_ms")
     val p90Ms: Double,
-    @SerialName("mean_ms")
     val meanMs: Double,
-    @SerialName("std_ms")
     val stdMs: Double,
-    @SerialName("max_ms")
     val maxMs: Double,
-    @SerialName("samples_ms")
     val samplesMs: List<Double>,
-    @SerialName("load_ms")
     val loadMs: Double? = null,
-    @SerialName("peak_rss_mb")
     val peakRssMb: Double? = null,
-    @SerialName("thermal_state_before")
     val thermalStateBefore: String? = null,
-    @SerialName("thermal_state_after")
     val thermalStateAfter: String? = null,
-    @SerialName("validation_status")
     val validationStatus: String,
-    @SerialName("tool_versions")
     val toolVersions: Map<String, String> = emptyMap(),
-    @SerialName("git_commit")
     val gitCommit: String? = null,
-    @SerialName("timestamp")
     val timestamp: String,
-    @SerialName("notes")
     val notes: String? = null,
 ) {
-    fun toJson(): String = ResultJson.encodeToString(serializer(), this)
+    /** The record as JSON: one `.field(key, property)` per schema property, in schema order. */
+    fun toJsonObject(): JSONObject = JSONObject()
+        .field("schema_version", schemaVersion)
+        .field("model", model)
+        .field("weights", weights)
+        .field("target", target)
+        .field("artifact_sha256", artifactSha256)
+        .field("harness", harness)
+        .field("device_model", deviceModel)
+        .field("os", os)
+        .field("os_version", osVersion)
+        .field("chip", chip)
+        .field("runtime", runtime)
+        .field("runtime_version", runtimeVersion)
+        .field("compute_unit", computeUnit)
+        .field("threads", threads)
+        .field("input_shape", inputShape)
+        .field("batch_size", batchSize)
+        .field("warmup", warmup)
+        .field("runs", runs)
+        .field("min_ms", minMs)
+        .field("p50_ms", p50Ms)
+        .field("p90_ms", p90Ms)
+        .field("mean_ms", meanMs)
+        .field("std_ms", stdMs)
+        .field("max_ms", maxMs)
+        .field("samples_ms", samplesMs)
+        .field("load_ms", loadMs)
+        .field("peak_rss_mb", peakRssMb)
+        .field("thermal_state_before", thermalStateBefore)
+        .field("thermal_state_after", thermalStateAfter)
+        .field("validation_status", validationStatus)
+        .field("tool_versions", toolVersions)
+        .field("git_commit", gitCommit)
+        .field("timestamp", timestamp)
+        .field("notes", notes)
+
+    fun toJson(): String = toJsonObject().toString()
 
     companion object {
-        fun fromJson(text: String): BenchmarkResult = ResultJson.decodeFromString(serializer(), text)
-    }
-}
+        /** Strict: every schema key must be there with its type (unknown keys are refused too). */
+        fun fromJson(text: String): BenchmarkResult {
+            val o = StrictObject(parseJson(text, "result").asObject("result"))
+            val result = fromObject(o)
+            o.refuseUnread()
+            return result
+        }
 
-/** Defaults and nulls are written, so every payload carries the schema's full key set. */
-@OptIn(ExperimentalSerializationApi::class)
-val ResultJson: Json = Json {
-    encodeDefaults = true
-    explicitNulls = true
-    ignoreUnknownKeys = false
+        private fun fromObject(o: StrictObject) = BenchmarkResult(
+            schemaVersion = o.str("schema_version"),
+            model = o.str("model"),
+            weights = o.str("weights"),
+            target = o.str("target"),
+            artifactSha256 = o.str("artifact_sha256"),
+            harness = o.str("harness"),
+            deviceModel = o.str("device_model"),
+            os = o.str("os"),
+            osVersion = o.str("os_version"),
+            chip = o.str("chip"),
+            runtime = o.str("runtime"),
+            runtimeVersion = o.str("runtime_version"),
+            computeUnit = o.str("compute_unit"),
+            threads = o.intOrNull("threads"),
+            inputShape = o.intList("input_shape"),
+            batchSize = o.int("batch_size"),
+            warmup = o.int("warmup"),
+            runs = o.int("runs"),
+            minMs = o.num("min_ms"),
+            p50Ms = o.num("p50_ms"),
+            p90Ms = o.num("p90_ms"),
+            meanMs = o.num("mean_ms"),
+            stdMs = o.num("std_ms"),
+            maxMs = o.num("max_ms"),
+            samplesMs = o.numList("samples_ms"),
+            loadMs = o.numOrNull("load_ms"),
+            peakRssMb = o.numOrNull("peak_rss_mb"),
+            thermalStateBefore = o.strOrNull("thermal_state_before"),
+            thermalStateAfter = o.strOrNull("thermal_state_after"),
+            validationStatus = o.str("validation_status"),
+            toolVersions = o.stringMap("tool_versions"),
+            gitCommit = o.strOrNull("git_commit"),
+            timestamp = o.str("timestamp"),
+            notes = o.strOrNull("notes"),
+        )
+    }
 }
 
 /** What the app knows about the device (Build.MODEL, Build.SOC_MODEL, ...). */
@@ -107,16 +142,13 @@ data class DeviceDescription(
     val chip: String,
 )
 
-/** How the run was done, beyond the samples. */
+/** How the run was done, beyond what [Measurement] holds. */
 data class RunContext(
     val runtime: String,
     val runtimeVersion: String,
     val computeUnit: String,
     val threads: Int? = null,
-    val loadMs: Double? = null,
     val peakRssMb: Double? = null,
-    val thermalStateBefore: String? = null,
-    val thermalStateAfter: String? = null,
     val toolVersions: Map<String, String> = emptyMap(),
     val notes: String? = null,
 )
@@ -135,18 +167,20 @@ enum class ValidationStatus {
 /**
  * Builds the record of one finished run. The app does not compare outputs with PyTorch itself: the
  * validation status is the host's verdict on this artifact from its manifest (UNVALIDATED_NO_RUNTIME if none).
+ * samples_ms are the timed invokes; the round trips' summary goes into notes ([roundTripNote]).
  */
 fun buildResult(
-    samples: DoubleArray,
-    config: BenchmarkConfig,
+    measurement: Measurement,
     manifest: ArtifactManifest,
     device: DeviceDescription,
     context: RunContext,
     timestamp: String,
 ): BenchmarkResult {
+    val samples = measurement.samplesMs
     val stats = LatencyStatistics.of(samples)
     val status = ValidationStatus.entries.firstOrNull { it.name == manifest.status }
         ?: ValidationStatus.UNVALIDATED_NO_RUNTIME
+    val notes = listOfNotNull(context.notes, roundTripNote(measurement.roundTripMs)).joinToString("; ")
     return BenchmarkResult(
         model = manifest.model,
         weights = manifest.weights ?: "unknown",
@@ -162,7 +196,7 @@ fun buildResult(
         threads = context.threads,
         inputShape = manifest.input.shape,
         batchSize = manifest.input.shape.firstOrNull() ?: 1,
-        warmup = config.warmup,
+        warmup = measurement.warmup,
         runs = samples.size,
         minMs = stats.min,
         p50Ms = stats.p50,
@@ -171,14 +205,24 @@ fun buildResult(
         stdMs = stats.std,
         maxMs = stats.max,
         samplesMs = samples.toList(),
-        loadMs = context.loadMs,
+        loadMs = measurement.loadMs,
         peakRssMb = context.peakRssMb,
-        thermalStateBefore = context.thermalStateBefore,
-        thermalStateAfter = context.thermalStateAfter,
+        thermalStateBefore = measurement.thermalStateBefore,
+        thermalStateAfter = measurement.thermalStateAfter,
         validationStatus = status.name,
         toolVersions = context.toolVersions,
         gitCommit = manifest.gitCommit,
         timestamp = timestamp,
-        notes = context.notes,
+        notes = notes.ifEmpty { null },
     )
+}
+
+/** "timed region: invoke; round trip (write input + invoke + read output) min 1.234 p50 1.300 ms", or null. */
+fun roundTripNote(roundTripMs: DoubleArray): String? {
+    if (roundTripMs.isEmpty()) {
+        return null
+    }
+    val stats = LatencyStatistics.of(roundTripMs)
+    return "timed region: invoke; round trip (write input + invoke + read output) " +
+        "min ${"%.4f".format(java.util.Locale.ROOT, stats.min)} p50 ${"%.4f".format(java.util.Locale.ROOT, stats.p50)} ms"
 }

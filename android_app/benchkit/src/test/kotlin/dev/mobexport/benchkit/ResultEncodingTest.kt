@@ -1,42 +1,30 @@
 package dev.mobexport.benchkit
 
-import kotlinx.serialization.json.Json
-import kotlinx.serialization.json.JsonArray
-import kotlinx.serialization.json.JsonElement
-import kotlinx.serialization.json.JsonNull
-import kotlinx.serialization.json.JsonObject
-import kotlinx.serialization.json.JsonPrimitive
-import kotlinx.serialization.json.booleanOrNull
-import kotlinx.serialization.json.doubleOrNull
-import kotlinx.serialization.json.jsonObject
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertNull
+import org.junit.Assert.assertThrows
 import org.junit.Assert.assertTrue
 import org.junit.Assume.assumeTrue
 import org.junit.Test
 
 class ResultEncodingTest {
-    private val schemaKeys: Set<String> = BenchmarkResult.serializer().descriptor.let { d ->
-        (0 until d.elementsCount).map { d.getElementName(it) }.toSet()
-    }
-
-    /** Read from benchmarks/schema/examples, which the Gradle build adds as a test resources directory. */
+    /** Read from benchmarks/schema/examples, which the Gradle build (and the host's kotlinc run) puts on the test classpath. */
     private fun fixture(name: String): String {
         val stream = javaClass.getResourceAsStream("/$name")
         assumeTrue("fixture $name is not in benchmarks/schema/examples yet", stream != null)
         return stream!!.bufferedReader().use { it.readText() }
     }
 
-    /** Numbers compared as doubles (12 and 12.0 are the same JSON value). */
-    private fun normalize(element: JsonElement): Any? = when (element) {
-        is JsonNull -> null
-        is JsonObject -> element.mapValues { normalize(it.value) }
-        is JsonArray -> element.map { normalize(it) }
-        is JsonPrimitive -> when {
-            element.isString -> element.content
-            element.booleanOrNull != null -> element.booleanOrNull
-            else -> element.doubleOrNull
-        }
-    }
+    @Suppress("UNCHECKED_CAST")
+    private fun plainObject(text: String): Map<String, Any?> = parsePlainJson(text) as Map<String, Any?>
+
+    private fun sample(samples: DoubleArray = doubleArrayOf(1.5, 1.25, 2.0)) = buildResult(
+        measurement = Measurement(samples, DoubleArray(samples.size) { samples[it] + 1.0 }, 12.5, 20, "nominal", "light"),
+        manifest = ManifestTest.sampleManifest(),
+        device = DeviceDescription("Pixel 8 Pro", "Android", "15 (API 35)", "Google Tensor G3"),
+        context = RunContext(runtime = "litert", runtimeVersion = "1.4.1", computeUnit = "xnnpack"),
+        timestamp = utcTimestamp(),
+    )
 
     @Test
     fun encodingReproducesTheSharedExample() {
@@ -44,31 +32,62 @@ class ResultEncodingTest {
         val result = BenchmarkResult.fromJson(text)
         assertEquals(HARNESS_NAME, result.harness)
         assertEquals(SCHEMA_VERSION, result.schemaVersion)
-        val example = Json.parseToJsonElement(text).jsonObject
-        val encoded = Json.parseToJsonElement(result.toJson()).jsonObject
-        assertEquals(schemaKeys, example.keys)
-        assertEquals(schemaKeys, encoded.keys)
-        assertEquals(normalize(example), normalize(encoded))
+        val example = plainObject(text)
+        val encoded = plainObject(result.toJson())
+        assertEquals(example.keys, encoded.keys)
+        assertEquals(example, encoded)
     }
 
     @Test
     fun nullsAndDefaultsAreWritten() {
-        val result = buildResult(
-            samples = doubleArrayOf(1.5, 1.25, 2.0),
-            config = BenchmarkConfig(warmup = 1, runs = 3),
-            manifest = ManifestTest.sampleManifest(),
-            device = DeviceDescription("Pixel 8 Pro", "Android", "15 (API 35)", "Google Tensor G3"),
-            context = RunContext(runtime = "litert", runtimeVersion = "1.4.1", computeUnit = "xnnpack"),
-            timestamp = utcTimestamp(),
-        )
-        val encoded = Json.parseToJsonElement(result.toJson()).jsonObject
-        assertEquals(schemaKeys, encoded.keys)
-        assertTrue(encoded["threads"] is JsonNull)
-        assertEquals(1.25, (encoded["min_ms"] as JsonPrimitive).doubleOrNull!!, 0.0)
-        assertEquals("android_app", (encoded["harness"] as JsonPrimitive).content)
-        assertEquals("1.0", (encoded["schema_version"] as JsonPrimitive).content)
-        assertEquals("UNVALIDATED_NO_RUNTIME", (encoded["validation_status"] as JsonPrimitive).content)
+        val result = sample()
+        val encoded = plainObject(result.toJson())
+        assertEquals(34, encoded.size)
+        assertTrue(encoded.containsKey("threads"))
+        assertNull(encoded["threads"])
+        assertNull(encoded["git_commit"])
+        assertEquals(1.25, encoded["min_ms"])
+        assertEquals(12.5, encoded["load_ms"])
+        assertEquals(20.0, encoded["warmup"])
+        assertEquals("nominal", encoded["thermal_state_before"])
+        assertEquals("android_app", encoded["harness"])
+        assertEquals("1.0", encoded["schema_version"])
+        assertEquals("UNVALIDATED_NO_RUNTIME", encoded["validation_status"])
         assertEquals(result, BenchmarkResult.fromJson(result.toJson()))
+    }
+
+    @Test
+    fun theRoundTripGoesIntoNotes() {
+        val notes = sample().notes!!
+        assertTrue(notes, notes.startsWith("timed region: invoke; round trip (write input + invoke + read output) min 2.2500 p50 2.5000 ms"))
+    }
+
+    @Test
+    fun decodingIsStrict() {
+        val good = sample().toJsonObject()
+        for (mutate in listOf<(org.json.JSONObject) -> Unit>(
+            { it.remove("runs") },
+            { it.put("runs", "10") },
+            { it.put("runs", 1.5) },
+            { it.put("unknown", 1) },
+            { it.put("samples_ms", org.json.JSONArray().put("x")) },
+        )) {
+            val copy = org.json.JSONObject(good.toString())
+            mutate(copy)
+            assertThrows(BenchmarkException::class.java) {
+                BenchmarkResult.fromJson(copy.toString())
+            }
+        }
+        assertThrows(BenchmarkException::class.java) {
+            BenchmarkResult.fromJson("{not json")
+        }
+    }
+
+    @Test
+    fun nonFiniteSamplesAreRefused() {
+        assertThrows(BenchmarkException::class.java) {
+            sample(doubleArrayOf(1.0, Double.NaN))
+        }
     }
 
     @Test

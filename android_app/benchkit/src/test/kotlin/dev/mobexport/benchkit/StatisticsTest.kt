@@ -39,4 +39,23 @@ class StatisticsTest {
             LatencyStatistics.of(DoubleArray(0))
         }
     }
+
+    @Test
+    fun sumsAreExactlyRoundedLikeFsum() {
+        // naive left-to-right addition gives 0.0 here, and 1.0000000000000002 for the second list
+        assertEquals(1.0, LatencyStatistics.exactSum(doubleArrayOf(1e100, 1.0, -1e100)), 0.0)
+        assertEquals(1.0, LatencyStatistics.exactSum(DoubleArray(10) { 0.1 }), 0.0)
+        assertEquals(0.0, LatencyStatistics.exactSum(DoubleArray(0)), 0.0)
+        // math.fsum([1, 1e-16, 1e-16]) == 1.0000000000000002 (round-half-even correction of the partials)
+        assertEquals(1.0000000000000002, LatencyStatistics.exactSum(doubleArrayOf(1.0, 1e-16, 1e-16)), 0.0)
+    }
+
+    @Test
+    fun negativeOrNonFiniteSamplesAreRejected() {
+        for (bad in listOf(-1.0, Double.NaN, Double.POSITIVE_INFINITY)) {
+            assertThrows(BenchmarkException::class.java) {
+                LatencyStatistics.of(doubleArrayOf(1.0, bad))
+            }
+        }
+    }
 }
