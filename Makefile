@@ -9,11 +9,11 @@ ASSETS ?= $(CURDIR)/.cache/assets
 PINS := torch==2.13.0 numpy==2.3.5
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: install assets test lint demo matrix bench-export clean help
+.PHONY: install assets kotlin test lint demo matrix bench-export clean help
 
 help:
 	@echo "make demo   - venv, install, fetch assets, export + validate + benchmark, print results"
-	@echo "make test   - venv, install, fetch assets, lint + layer check + app syntax check + pytest"
+	@echo "make test   - venv, install, fetch assets, kotlinc, lint + layer check + app checks + pytest (+ benchkit JUnit)"
 	@echo "make matrix - full models x targets conversion matrix (slow; resumable, results/matrix.md)"
 	@echo "make bench-export - zoo export times to onnx-fp32, tflite-fp32, tflite-w8a8 (the matrix on those targets)"
 
@@ -35,8 +35,16 @@ lint: install
 	rm -rf .cache/lint-site build && $(BIN)/python -m pip install -q --no-deps --no-compile --target .cache/lint-site . 2>/dev/null
 	cd .cache/lint-site && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
-test: install assets lint
+# kotlinc (pinned, checksummed, cached in .cache/kotlin) for android_app/benchkit; tests/test_kotlin.py compiles it
+# and runs its JUnit tests, and the summary is printed after pytest.
+kotlin:
+	scripts/setup_kotlin.sh
+
+test: install assets lint kotlin
+	rm -f .cache/kotlin/junit-summary.txt
 	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@echo "android_app/benchkit (tests/test_kotlin.py):"; grep -E '^(kotlinc|junit:|FAIL|SKIP|PASS ApiClientLiveTest)' \
+		.cache/kotlin/junit-summary.txt 2>/dev/null || echo "  not run (kotlinc, junit4 or libandroid-json-java missing)"
 
 demo: install assets
 	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/demo.py
