@@ -183,6 +183,13 @@ CASES = [
     Case("shufflenetv2", "torchvision", "shufflenetv2_050", "torchvision 0.29.1 shufflenet_v2_x0_5",
          _tv("shufflenet_v2_x0_5"), 64),
     Case("regnet", "torchvision", "regnety_004", "torchvision 0.29.1 regnet_y_400mf", _tv("regnet_y_400mf"), 64),
+    Case("efficientnet", "torchvision", "efficientnet_b0", "torchvision 0.29.1 efficientnet_b0",
+         _tv("efficientnet_b0"), 64),
+    Case("efficientnet", "timm", "efficientnet_b0", "timm 1.0.31 efficientnet_b0", _timm("efficientnet_b0"), 64),
+    Case("efficientnetv2", "torchvision", "efficientnetv2_s", "torchvision 0.29.1 efficientnet_v2_s",
+         _tv("efficientnet_v2_s"), 64),
+    Case("efficientnetv2", "timm", "efficientnetv2_b0", "timm 1.0.31 tf_efficientnetv2_b0",
+         _timm("tf_efficientnetv2_b0"), 64),
 ]
 
 

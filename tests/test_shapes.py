@@ -28,7 +28,8 @@ from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 # the smallest model of each family; MNv4-Hybrid-M (Mobile MQA with K/V downsampling) and both MobileViTv3 styles
 MODELS = ["mobileone_s0", "repvgg_a0", "mobilenetv2_100", "mobilenetv3_small_100", "efficientnet_lite0",
           "mnv4_conv_s", "mnv4_hybrid_m", "moga_a", "mobilevitv3_xxs", "mobilevitv3_0_5",
-          "resnet18", "mobilenetv1_050", "shufflenetv2_050", "regnety_004"]
+          "resnet18", "mobilenetv1_050", "shufflenetv2_050", "regnety_004",
+          "efficientnet_b0", "efficientnetv2_b0"]
 # square sizes that are multiples of the stride, one that is not (odd maps: TF-SAME pads, MobileViT interpolates),
 # and non-square ones
 SHAPES = [160, 192, 256, 320, (224, 288), (193, 250)]
