@@ -10,6 +10,7 @@ History:
   v3  lookup_tables: per-block latency lookup tables (analysis LUT predictor) with their provenance
   v4  accuracy: top-1/top-5 of an artifact and its float model on a labelled dataset (store/accuracy.py)
   v5  artifacts: an exported artifact's size, weights and fidelity at export, by sha256 (store/artifacts.py)
+  v6  sweep_cells: the state of each cell of a `mobexport sweep`, keyed by its inputs (store/cells.py)
 """
 
 from __future__ import annotations
@@ -124,6 +125,34 @@ def _artifact_columns() -> list[sa.Column]:
     ]
 
 
+def _sweep_cell_columns() -> list[sa.Column]:
+    """v6: one cell of a sweep, keyed by the sha256 of its inputs (model, weights sha256, target, options, tool
+    versions); its state, attempts, the node and pid of the worker on it, and its outcome (store/cells.py)."""
+    s, i = sa.String, sa.Integer
+    return [
+        sa.Column("key", s(64), primary_key=True),
+        sa.Column("sweep", s(36), nullable=False, index=True),
+        sa.Column("model", s(256), nullable=False),
+        sa.Column("target", s(32), nullable=False),
+        sa.Column("weights", s(256), nullable=False),
+        sa.Column("weights_sha256", s(64), nullable=False),
+        sa.Column("options", sa.Text, nullable=False),  # JSON object
+        sa.Column("tool_versions", sa.Text, nullable=False),  # JSON object
+        sa.Column("bench", i, nullable=False),
+        sa.Column("phase", s(16), nullable=False),  # export | bench
+        sa.Column("state", s(16), nullable=False),  # pending | running | done | failed
+        sa.Column("attempts", i, nullable=False),
+        sa.Column("node", s(64), nullable=True),
+        sa.Column("pid", i, nullable=True),
+        sa.Column("status", s(32), nullable=True),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("record", sa.Text, nullable=True),  # JSON object: the matrix row, artifact, bench figures
+        sa.Column("result_id", i, nullable=True),
+        sa.Column("started", s(64), nullable=True),
+        sa.Column("finished", s(64), nullable=True),
+    ]
+
+
 # The current shape, used for queries and inserts.
 metadata = sa.MetaData()
 results = sa.Table("results", metadata, *_v1_result_columns(), *_v2_result_columns())
@@ -131,6 +160,7 @@ samples = sa.Table("samples", metadata, *_samples_columns())
 lookup_tables = sa.Table("lookup_tables", metadata, *_lut_columns())
 accuracy = sa.Table("accuracy", metadata, *_accuracy_columns())
 artifacts = sa.Table("artifacts", metadata, *_artifact_columns())
+sweep_cells = sa.Table("sweep_cells", metadata, *_sweep_cell_columns())
 version_table = sa.Table(VERSION_TABLE, metadata, sa.Column("id", sa.Integer, primary_key=True),
                          sa.Column("version", sa.Integer, nullable=False))
 
@@ -165,6 +195,12 @@ def _m5_artifacts(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+def _m6_sweep_cells(conn: sa.Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("sweep_cells", md, *_sweep_cell_columns())
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -178,8 +214,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "per-block latency lookup tables", _m3_lookup_tables),
     Migration(4, "accuracy on labelled datasets", _m4_accuracy),
     Migration(5, "exported artifacts: size, weights, fidelity", _m5_artifacts),
+    Migration(6, "sweep cell states", _m6_sweep_cells),
 )
 LATEST = MIGRATIONS[-1].version
+CELLS_VERSION = 6  # sweep_cells (store/cells.py)
 
 
 def current_version(conn: sa.Connection) -> int:
