@@ -43,11 +43,13 @@ class LiteRtBenchmarkInstrumentedTest {
 
     @Test
     fun cpuRunFollowsTheProtocolAndEncodesEveryKey() {
-        val config = BenchmarkConfig(warmup = 1, runs = 20)
+        val config = BenchmarkConfig(warmup = 3, runs = 20)
         val result = BenchmarkJob(appContext).measure(modelFile(), manifest(), Accelerator.CPU, 2, config)
         assertEquals(20, result.runs)
         assertEquals(20, result.samplesMs.size)
-        assertEquals(1, result.warmup)
+        assertEquals(3, result.warmup)
+        assertTrue(result.loadMs!! > 0.0)
+        assertTrue(result.notes!!.contains("round trip"))
         assertEquals(HARNESS_NAME, result.harness)
         assertEquals("xnnpack", result.computeUnit)
         assertEquals(listOf(1, 3, 32, 32), result.inputShape)
@@ -57,13 +59,16 @@ class LiteRtBenchmarkInstrumentedTest {
     }
 
     @Test
-    fun predictorCallsCountOneRoundTripEach() {
+    fun modelRunsWriteInvokeRead() {
         val manifest = manifest()
         val plan = InputTensorPlan(manifest)
-        LiteRtPredictor(modelFile(), Accelerator.CPU, 1, plan, plan.normalizedValues(manifest.preprocessing)).use { predictor ->
+        LiteRtModel(modelFile(), Accelerator.CPU, 1, plan, plan.normalizedValues(manifest.preprocessing)).use { model ->
             repeat(3) {
-                predictor.predict()
+                model.writeInput()
+                model.invoke()
+                model.readOutput()
             }
+            model.checkOutput()
         }
     }
 
@@ -73,7 +78,7 @@ class LiteRtBenchmarkInstrumentedTest {
         val wrong = manifest.copy(input = manifest.input.copy(shape = listOf(1, 3, 64, 64)))
         val plan = InputTensorPlan(wrong)
         assertThrows(BenchmarkException::class.java) {
-            LiteRtPredictor(modelFile(), Accelerator.CPU, 1, plan, plan.normalizedValues(wrong.preprocessing))
+            LiteRtModel(modelFile(), Accelerator.CPU, 1, plan, plan.normalizedValues(wrong.preprocessing))
         }
     }
 }

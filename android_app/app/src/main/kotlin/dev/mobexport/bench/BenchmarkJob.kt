@@ -4,41 +4,40 @@ import android.content.Context
 import dev.mobexport.benchkit.ApiClient
 import dev.mobexport.benchkit.ArtifactManifest
 import dev.mobexport.benchkit.BenchmarkConfig
-import dev.mobexport.benchkit.BenchmarkException
 import dev.mobexport.benchkit.BenchmarkProgress
 import dev.mobexport.benchkit.BenchmarkResult
 import dev.mobexport.benchkit.BenchmarkRunner
 import dev.mobexport.benchkit.InputTensorPlan
-import dev.mobexport.benchkit.Phase
+import dev.mobexport.benchkit.PendingUploads
 import dev.mobexport.benchkit.ProcStatus
 import dev.mobexport.benchkit.RunContext
 import dev.mobexport.benchkit.buildResult
-import dev.mobexport.benchkit.sha256Hex
 import dev.mobexport.benchkit.utcTimestamp
 import java.io.File
 
-/** Downloads each .tflite once into app storage, keyed and checked by the manifest's sha256. */
+/** Downloads each .tflite once into app storage, keyed and checked by the manifest's sha256 (ApiClient.download). */
 class ArtifactRepository(context: Context) {
     private val root = File(context.filesDir, "artifacts")
 
     fun modelFile(manifest: ArtifactManifest, client: ApiClient): File {
         root.mkdirs()
-        val file = File(root, "${manifest.sha256}.tflite")
-        if (file.exists() && sha256Hex(file) == manifest.sha256) {
-            return file
-        }
-        client.download(manifest.model, manifest.target, file)
-        val actual = sha256Hex(file)
-        if (actual != manifest.sha256) {
-            file.delete()
-            throw BenchmarkException("Downloaded artifact has sha256 $actual, the manifest says ${manifest.sha256}.")
-        }
-        return file
+        return client.download(manifest, File(root, "${manifest.sha256}.tflite"))
     }
 }
 
-/** One measurement: load once, preallocate, run the protocol, build the result record. Blocking. */
+/** Results not yet taken by the server, kept in app storage until they are (benchkit's PendingUploads). */
+fun pendingUploads(context: Context): PendingUploads = PendingUploads(File(context.filesDir, "pending-results"))
+
+/**
+ * One measurement: benchkit's protocol over the LiteRT model, then the result record. Blocking; the input values
+ * are prepared before the load, so load_ms is the Interpreter's creation with its delegate and buffers only.
+ */
 class BenchmarkJob(private val context: Context) {
+    /** The runner of the measurement in progress: the UI polls its completedRuns during the timed loop. */
+    @Volatile
+    var runner: BenchmarkRunner? = null
+        private set
+
     fun measure(
         modelFile: File,
         manifest: ArtifactManifest,
@@ -50,31 +49,27 @@ class BenchmarkJob(private val context: Context) {
     ): BenchmarkResult {
         val plan = InputTensorPlan(manifest)
         val values = plan.normalizedValues(manifest.preprocessing)
-        val loadStart = System.nanoTime()
-        LiteRtPredictor(modelFile, accelerator, threads, plan, values).use { predictor ->
-            val loadMs = (System.nanoTime() - loadStart) / 1_000_000.0
-            var thermalBefore = DeviceInfo.thermalStatus(context)
-            var started = false
-            val samples = BenchmarkRunner().run(predictor, config, isCancelled) { event ->
-                if (event.phase != Phase.COOLDOWN && !started) {
-                    started = true
-                    thermalBefore = DeviceInfo.thermalStatus(context)
-                }
-                progress(event)
-            }
-            val runContext = RunContext(
-                runtime = "litert",
-                runtimeVersion = DeviceInfo.runtimeVersion(),
-                computeUnit = accelerator.computeUnit,
-                threads = threads,
-                loadMs = loadMs,
-                peakRssMb = ProcStatus.peakRssMb(),
-                thermalStateBefore = thermalBefore,
-                thermalStateAfter = DeviceInfo.thermalStatus(context),
-                toolVersions = DeviceInfo.toolVersions(),
-                notes = if (config.cooldownMillis > 0) "cool-down ${config.cooldownMillis / 1000} s before the run" else null,
-            )
-            return buildResult(samples, config, manifest, DeviceInfo.describe(), runContext, utcTimestamp())
-        }
+        val current = BenchmarkRunner()
+        runner = current
+        val measurement = current.run(
+            loader = { LiteRtModel(modelFile, accelerator, threads, plan, values) },
+            config = config,
+            thermalState = { DeviceInfo.thermalStatus(context) },
+            isCancelled = isCancelled,
+            progress = progress,
+        )
+        val runContext = RunContext(
+            runtime = "litert",
+            runtimeVersion = DeviceInfo.runtimeVersion(),
+            computeUnit = accelerator.computeUnit,
+            threads = threads,
+            peakRssMb = ProcStatus.peakRssMb(),
+            toolVersions = DeviceInfo.toolVersions(),
+            notes = listOfNotNull(
+                "Interpreter.run copies the input and output inside the timed invoke",
+                if (config.cooldownMillis > 0) "cool-down ${config.cooldownMillis / 1000} s before the run" else null,
+            ).joinToString("; "),
+        )
+        return buildResult(measurement, manifest, DeviceInfo.describe(), runContext, utcTimestamp())
     }
 }

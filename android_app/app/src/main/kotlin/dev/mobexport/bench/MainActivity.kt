@@ -1,6 +1,8 @@
 package dev.mobexport.bench
 
 import android.os.Bundle
+import android.util.Log
+import android.view.WindowManager
 import androidx.activity.ComponentActivity
 import androidx.activity.compose.BackHandler
 import androidx.activity.compose.setContent
@@ -25,6 +27,7 @@ import androidx.compose.material3.RadioButton
 import androidx.compose.material3.Surface
 import androidx.compose.material3.Text
 import androidx.compose.runtime.Composable
+import androidx.compose.runtime.DisposableEffect
 import androidx.compose.runtime.LaunchedEffect
 import androidx.compose.runtime.collectAsState
 import androidx.compose.runtime.getValue
@@ -34,11 +37,23 @@ import androidx.compose.runtime.setValue
 import androidx.compose.ui.Alignment
 import androidx.compose.ui.Modifier
 import androidx.compose.ui.graphics.Color
+import androidx.compose.ui.platform.LocalView
 import androidx.compose.ui.text.input.PasswordVisualTransformation
 import androidx.compose.ui.unit.dp
+import androidx.lifecycle.ViewModelProvider
 import androidx.lifecycle.viewmodel.compose.viewModel
+import dev.mobexport.benchkit.BenchmarkConfig
+import dev.mobexport.benchkit.BenchmarkException
 import dev.mobexport.benchkit.BenchmarkResult
+import dev.mobexport.benchkit.HeadlessJob
 
+/**
+ * The interactive app, or a headless run when the launch intent carries a `server` extra (device farms, adb):
+ * `adb shell am start -n dev.mobexport.bench/.MainActivity --es server http://HOST:8765 --es token T
+ * --es artifacts mobileone_s0/tflite-fp32 --es runs 1000 --es delegate cpu` (keys: benchkit's HeadlessJob). It
+ * runs without a tap, keeps the screen on, posts every result (kept on the device when the upload fails) and
+ * finishes; logcat tag `mobexport` says how it went.
+ */
 class MainActivity : ComponentActivity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
@@ -49,12 +64,42 @@ class MainActivity : ComponentActivity() {
                 }
             }
         }
+        if (savedInstanceState == null) {
+            startHeadless()
+        }
+    }
+
+    private fun startHeadless() {
+        val extras = intent?.extras ?: return
+        @Suppress("DEPRECATION") // any extra type (--es, --ei) is read as its text
+        val values = extras.keySet().associateWith { extras.get(it)?.toString() }
+        val job = try {
+            HeadlessJob.parse(values, Accelerator.entries.map { it.key }) ?: return
+        } catch (e: BenchmarkException) {
+            Log.e("mobexport", "headless run refused: ${e.message}")
+            setResult(RESULT_CANCELED)
+            finish()
+            return
+        }
+        window.addFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
+        ViewModelProvider(this)[BenchViewModel::class.java].runHeadless(job) { ok ->
+            setResult(if (ok) RESULT_OK else RESULT_CANCELED)
+            finishAndRemoveTask()
+        }
     }
 }
 
 @Composable
 fun BenchApp(viewModel: BenchViewModel = viewModel()) {
     val state by viewModel.state.collectAsState()
+    // Runs and cool-downs last minutes: the screen stays on while busy so the OS does not suspend the app.
+    val view = LocalView.current
+    DisposableEffect(state.busy) {
+        view.keepScreenOn = state.busy
+        onDispose {
+            view.keepScreenOn = false
+        }
+    }
     BackHandler(enabled = state.selected != null && !state.busy) {
         viewModel.select(null)
     }
@@ -144,10 +189,11 @@ fun BenchmarkScreen(state: UiState, viewModel: BenchViewModel) {
                 Text(accelerator.title)
             }
         }
-        NumberField("CPU threads", state.threads, !state.busy, viewModel::setThreads)
-        NumberField("Timed runs", state.runs, !state.busy, viewModel::setRuns)
-        NumberField("Cool-down (s)", state.cooldownSeconds, !state.busy, viewModel::setCooldown)
-        Text("Model loaded once, 1 warm-up, then timed round trips (System.nanoTime).")
+        NumberField("CPU threads", state.threadsText, !state.busy, viewModel::setThreads)
+        NumberField("Timed runs (max ${BenchmarkConfig.MAX_RUNS})", state.runsText, !state.busy, viewModel::setRuns)
+        NumberField("Warm-up runs", state.warmupText, !state.busy, viewModel::setWarmup)
+        NumberField("Cool-down (s)", state.cooldownText, !state.busy, viewModel::setCooldown)
+        Text("The host's protocol: load (timed), one checked call and the warm-up, then timed invokes (System.nanoTime).")
         if (state.busy) {
             Text(state.status)
             LinearProgressIndicator(progress = { state.progress }, modifier = Modifier.fillMaxWidth())
@@ -161,14 +207,17 @@ fun BenchmarkScreen(state: UiState, viewModel: BenchViewModel) {
         }
         state.error?.let { Text(it, color = Color.Red) }
         state.result?.let { ResultCard(it, state.posted) }
+        if (state.pendingUploads > 0) {
+            Text("${state.pendingUploads} result(s) kept on this device; they are posted with the next run or refresh.")
+        }
     }
 }
 
 @Composable
-fun NumberField(label: String, value: Int, enabled: Boolean, onChange: (Int) -> Unit) {
+fun NumberField(label: String, value: String, enabled: Boolean, onChange: (String) -> Unit) {
     OutlinedTextField(
-        value = value.toString(),
-        onValueChange = { text -> text.toIntOrNull()?.let(onChange) },
+        value = value,
+        onValueChange = onChange,
         label = { Text(label) },
         enabled = enabled,
         singleLine = true,
@@ -185,6 +234,6 @@ fun ResultCard(result: BenchmarkResult, posted: Boolean) {
         Text("load ${result.loadMs?.let { ms(it) } ?: "-"} ms, peak RSS ${result.peakRssMb?.let { "%.0f".format(it) } ?: "-"} MiB")
         Text("thermal ${result.thermalStateBefore ?: "-"} → ${result.thermalStateAfter ?: "-"}")
         Text("${result.deviceModel} · ${result.chip} · Android ${result.osVersion}")
-        Text(if (posted) "Posted to the server; see `mobexport results`." else "Not posted yet.")
+        Text(if (posted) "Posted to the server; see `mobexport results`." else "Kept on this device; posted later.")
     }
 }
