@@ -45,6 +45,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+STATIC = {"style.css": "text/css", "favicon.svg": "image/svg+xml"}  # shipped as package data
 PARETO_AXES = {"top1": "measured top-1 (%)", "size": "artifact size (MB)"}
 
 __all__ = ["add_web_routes"]
@@ -69,7 +70,8 @@ class _Web:
     def __init__(self, app, store, root: Path, token: str | None):
         self.app, self.store, self.root, self.token = app, store, root, token
         self.session = session_value(token) if token else None
-        self.css = (resources.files(__name__) / "static" / "style.css").read_bytes()
+        folder = resources.files(__name__) / "static"
+        self.static = {name: ((folder / name).read_bytes(), media) for name, media in STATIC.items()}
 
     # -- access ---------------------------------------------------------------------------------------------
     def authed(self, request) -> bool:
@@ -247,10 +249,14 @@ class _Web:
     def api_docs(self, request):
         return "API", pages.api_page(self.app.openapi()), "api"
 
-    def css_file(self, request):
+    def static_file(self, request):
+        from starlette.exceptions import HTTPException
         from starlette.responses import Response
 
-        return Response(self.css, media_type="text/css", headers={**HEADERS, "Cache-Control": "max-age=600"})
+        hit = self.static.get(request.path_params["name"])
+        if hit is None:
+            raise HTTPException(404, "no such file")
+        return Response(hit[0], media_type=hit[1], headers={**HEADERS, "Cache-Control": "max-age=600"})
 
     # -- login ----------------------------------------------------------------------------------------------
     def login_form(self, request):
@@ -328,7 +334,7 @@ def add_web_routes(app, store, artifacts_root: Path, *, token: str | None) -> No
         Route("/artifacts", web.page(web.artifacts), methods=get),
         Route("/artifacts/{model}/{target}/{what:str}", web.page(web.artifact_file), methods=get),
         Route("/api-docs", web.page(web.api_docs), methods=get),
-        Route("/static/style.css", web.page(web.css_file, public=True), methods=get),
+        Route("/static/{name}", web.page(web.static_file, public=True), methods=get),
         Route("/login", web.page(web.login_form, public=True), methods=get),
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),

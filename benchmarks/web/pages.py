@@ -20,7 +20,8 @@ FLAGS = {"slower": ("bad", "▲ slower"), "faster": ("good", "▼ faster"), "sam
 
 
 def e(v: Any) -> str:
-    return escape("" if v is None else str(v))
+    """``v`` as HTML text; None (a field the harness did not report) is a dash."""
+    return "–" if v is None else escape(str(v))
 
 
 def ms(v: float | None) -> str:
@@ -45,7 +46,8 @@ def layout(title: str, body: str, *, active: str = "", logout: bool = False) -> 
            if logout else "")
     return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{e(title)} · mobexport</title><link rel="stylesheet" href="/static/style.css"></head>'
+            f'<title>{e(title)} · mobexport</title><link rel="stylesheet" href="/static/style.css">'
+            '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"></head>'
             f'<body><header><a class="brand" href="/">mobexport</a><nav>{links}</nav>{out}</header>'
             f'<main><h1>{e(title)}</h1>{body}</main></body></html>')
 
@@ -53,7 +55,7 @@ def layout(title: str, body: str, *, active: str = "", logout: bool = False) -> 
 def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     th = "".join(f"<th>{h}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>'
 
 
 def _kv(pairs: list[tuple[str, Any]]) -> str:
@@ -112,7 +114,8 @@ def result_page(rid: int, r: dict[str, Any], manifest: dict[str, Any] | None, ac
     stats = _kv([("min (headline)", f'<b>{ms(r["min_ms"])}</b> ms'), ("p50", ms(r["p50_ms"])),
                  ("p90", ms(r["p90_ms"])), ("mean", ms(r["mean_ms"])), ("std", ms(r["std_ms"])),
                  ("max", ms(r["max_ms"])), ("runs / warm-up", f'{r["runs"]} / {r["warmup"]}'),
-                 ("load", ms(r.get("load_ms")) + " ms"), ("peak RSS", e(r.get("peak_rss_mb")) + " MB")])
+                 ("load", ms(r.get("load_ms")) + " ms"),
+                 ("peak RSS", "–" if r.get("peak_rss_mb") is None else f'{r["peak_rss_mb"]:.1f} MB')])
     charts = '<p class="empty">No raw samples stored.</p>'
     if samples:
         edges, counts = data.histogram(samples)
@@ -134,7 +137,7 @@ def result_page(rid: int, r: dict[str, Any], manifest: dict[str, Any] | None, ac
     fid = [("validation status", f'<span class="status {"ok" if r["validation_status"] == "OK" else "warn"}">'
                                  f'{e(r["validation_status"])}</span>')]
     if manifest and isinstance(manifest.get("fidelity"), dict):
-        fid += [(k, e(_short(v))) for k, v in manifest["fidelity"].items()]
+        fid += _flat(manifest["fidelity"])
     if accuracy:
         fid.append(("measured top-1", f'{100 * accuracy["artifact_top1"]:.2f} % (n={e(accuracy["n_images"])})'))
     mf = ('<p class="empty">No artifact with this sha256 among the exports this server serves.</p>'
@@ -147,6 +150,22 @@ def result_page(rid: int, r: dict[str, Any], manifest: dict[str, Any] | None, ac
     return (links + '<div class="grid2"><section><h2>Statistics</h2>' + stats + '</section><section>'
             '<h2>Fidelity</h2>' + _kv(fid) + '</section></div>' + charts +
             '<h2>Provenance</h2>' + prov + '<h2>Manifest</h2>' + mf)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else _short(v)
+
+
+def _flat(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """Key/value rows of a fidelity report, nested dicts one level down as ``outer.inner``, numbers to 4
+    significant digits."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += [(f"{k}.{k2}", e(_num(v2))) for k2, v2 in v.items()]
+        elif v not in ([], {}, None, ""):
+            out.append((k, e(_num(v))))
+    return out
 
 
 def _short(v: Any) -> str:

@@ -74,10 +74,10 @@ def histogram_svg(edges: list[float], counts: list[int], marks: dict[str, float]
         y = f.py(c)
         parts.append(f'<rect class="bin" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{H - PAD_B - y:.1f}" '
                      f'data-count="{c}"><title>{_fmt(lo)}–{_fmt(hi)} ms: {c}</title></rect>')
-    for name, v in marks.items():
+    for i, (name, v) in enumerate(marks.items()):  # labels one line apart: min, p50, p90 are often close
         x = f.px(v)
         parts.append(f'<line class="mark" x1="{x:.1f}" y1="{PAD_T}" x2="{x:.1f}" y2="{H - PAD_B}"/>'
-                     f'<text class="marklabel" x="{x + 3:.1f}" y="{PAD_T + 10}">{escape(name)}</text>')
+                     f'<text class="marklabel" x="{x + 3:.1f}" y="{PAD_T + 10 + 12 * i}">{escape(name)}</text>')
     return _svg("histogram", f"latency histogram, {len(counts)} bins", parts)
 
 
