@@ -94,10 +94,12 @@ class _Web:
             raise HTTPException(403, "cross-site form posts are refused")
 
     def html(self, status: int, title: str, body: str, *, active: str = "", request=None, cookies=()):
+        """A page; its navigation and log-out button only for a visitor who may see the pages."""
         from starlette.responses import HTMLResponse
 
-        logout = self.token is not None and request is not None and self.authed(request)
-        resp = HTMLResponse(pages.layout(title, body, active=active, logout=logout), status, headers=HEADERS)
+        seen = request is not None and self.authed(request)
+        resp = HTMLResponse(pages.layout(title, body, active=active, logout=seen and self.token is not None,
+                                         nav=seen or self.token is None), status, headers=HEADERS)
         for name, value, path in cookies:
             resp.set_cookie(name, value, path=path, httponly=True, samesite="strict")
         return resp

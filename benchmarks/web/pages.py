@@ -40,8 +40,9 @@ def model_href(model: str) -> str:
     return "/models/" + quote(model, safe="")
 
 
-def layout(title: str, body: str, *, active: str = "", logout: bool = False) -> str:
-    links = "".join(f'<a href="{href}"{ACTIVE if key == active else ""}>{label}</a>' for key, href, label in NAV)
+def layout(title: str, body: str, *, active: str = "", logout: bool = False, nav: bool = True) -> str:
+    links = "".join(f'<a href="{href}"{ACTIVE if key == active else ""}>{label}</a>' for key, href, label in NAV
+                    if nav)
     out = ('<form method="post" action="/logout" class="logout"><button type="submit">Log out</button></form>'
            if logout else "")
     return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -240,14 +241,16 @@ def pareto_page(points: list[dict[str, Any]], front: list[dict[str, Any]], y: st
     if not points:
         return f'<p>y axis: {pick}</p><p class="empty">No stored result has a {e(axes[y])} yet.</p>'
     index = {d: i for i, d in enumerate(devices)}
-    chart = svg.scatter_svg(points, front, axes[y], lambda r: index[r["device"]], lambda r: result_href(r["id"]))
+    chart = svg.scatter_svg(points, front, axes[y], lambda r: index[r["device"]], lambda r: result_href(r["id"]),
+                            lambda r: f'{r["model"]} {r["target"]} · {r["runtime"]} {r["threads"] or "–"} thr')
     legend = "".join(f'<span class="legend"><svg viewBox="0 0 10 10" class="dot"><circle class="point s{i % 8}" '
                      f'cx="5" cy="5" r="4"/></svg>{e(d)}</span>' for d, i in index.items())
     rows = [[f'<a href="{result_href(p["row"]["id"])}">{e(p["row"]["model"])}</a>', e(p["row"]["target"]),
-             e(p["row"]["device"]), e(p["row"]["runtime"]), ms(p["x"]), f'{p["y"]:.4g}'] for p in front]
+             e(p["row"]["device"]), e(p["row"]["runtime"]), e(p["row"]["threads"]), ms(p["x"]), f'{p["y"]:.4g}']
+            for p in front]
     return (f'<p>y axis: {pick}. One point per artifact, device and runtime (its latest run); the line joins '
             f'the Pareto frontier (nothing both faster and better).</p>{chart}<p>{legend}</p><h2>Frontier</h2>' +
-            _table(["model", "target", "device", "runtime", "min ms", e(axes[y])], rows))
+            _table(["model", "target", "device", "runtime", "threads", "min ms", e(axes[y])], rows))
 
 
 # ---------------------------------------------------------------- artifacts

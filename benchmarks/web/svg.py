@@ -67,7 +67,7 @@ def _svg(kind: str, title: str, parts: list[str]) -> str:
 
 def histogram_svg(edges: list[float], counts: list[int], marks: dict[str, float]) -> str:
     """Bars of ``counts`` over ``edges`` (ms), with vertical lines at ``marks`` (e.g. min, p50, p90)."""
-    f = _Frame((edges[0], edges[-1]), (0, max(counts)))
+    f = _Frame((edges[0], edges[-1]), (0, max(counts) * 1.08))  # headroom for the mark labels
     parts = f.axes("latency (ms)", "runs")
     for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True):
         x, w = f.px(lo), max(0.5, f.px(hi) - f.px(lo) - 1)
@@ -91,9 +91,13 @@ def trace_svg(samples: list[float]) -> str:
     return _svg("trace", f"sample trace, {len(samples)} runs", parts)
 
 
+LABELLED = 24  # up to this many points, each is labelled beside its circle
+
+
 def scatter_svg(points: list[dict[str, Any]], front: list[dict[str, Any]], y_label: str,
-                series_of, href_of) -> str:
-    """One circle per point (class ``s0``..``s7`` by ``series_of(row)`` index), the frontier as a line."""
+                series_of, href_of, label_of) -> str:
+    """One circle per point (class ``s0``..``s7`` by ``series_of(row)`` index), the frontier as a line, and
+    ``label_of(row)`` beside each point when there are few."""
     xs, ys = [p["x"] for p in points], [p["y"] for p in points]
     pad_x, pad_y = (max(xs) - min(xs)) * 0.05 or 0.5, (max(ys) - min(ys)) * 0.08 or 0.5
     f = _Frame((max(0.0, min(xs) - pad_x), max(xs) + pad_x), (min(ys) - pad_y, max(ys) + pad_y))
@@ -106,6 +110,12 @@ def scatter_svg(points: list[dict[str, Any]], front: list[dict[str, Any]], y_lab
         r = p["row"]
         cls = f"point s{series_of(r) % 8}{' front' if id(p) in on_front else ''}"
         tip = f"{r['model']} {r['target']} on {r['device']} ({r['runtime']}): {_fmt(p['x'])} ms, {_fmt(p['y'])}"
-        parts.append(f'<a href="{escape(href_of(r))}"><circle class="{cls}" cx="{f.px(p["x"]):.1f}" '
-                     f'cy="{f.py(p["y"]):.1f}" r="5"><title>{escape(tip)}</title></circle></a>')
+        cx, cy = f.px(p["x"]), f.py(p["y"])
+        parts.append(f'<a href="{escape(href_of(r))}"><circle class="{cls}" cx="{cx:.1f}" cy="{cy:.1f}" r="5">'
+                     f'<title>{escape(tip)}</title></circle></a>')
+        if len(points) <= LABELLED:
+            anchor = "end" if cx > W - 160 else "start"
+            dx = -8 if anchor == "end" else 8
+            parts.append(f'<text class="pointlabel" x="{cx + dx:.1f}" y="{cy - 7:.1f}" text-anchor="{anchor}">'
+                         f'{escape(label_of(r))}</text>')
     return _svg("scatter", f"latency against {y_label}, {len(points)} points", parts)
