@@ -31,8 +31,10 @@ public struct ServerConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// Client of the mobexport serve HTTP API (v1).
-public final class APIClient {
+/// Client of the mobexport serve HTTP API (v1). Sendable: its state is two constants, and URLSession is
+/// thread-safe (checked by hand: FoundationNetworking on Linux does not mark URLSession Sendable), so it may be
+/// handed to actors such as the app's ArtifactStore.
+public final class APIClient: @unchecked Sendable {
     public let config: ServerConfig
     private let session: URLSession
 
@@ -73,11 +75,16 @@ public final class APIClient {
         return (file, isZip)
     }
 
-    /// POST /api/v1/results, one result per request.
+    /// POST /api/v1/results, one result per request; see `PendingUploads` for the upload that is never lost.
     public func postResult(_ result: BenchmarkResult) async throws {
+        try await postJSON(result.jsonData())
+    }
+
+    /// POST /api/v1/results with a result already encoded as JSON.
+    public func postJSON(_ body: Data) async throws {
         var req = request(path: ["api", "v1", "results"], method: "POST")
         req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        req.httpBody = try result.jsonData()
+        req.httpBody = body
         _ = try await send(req)
     }
 

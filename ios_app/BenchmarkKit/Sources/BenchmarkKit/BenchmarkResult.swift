@@ -142,16 +142,13 @@ public struct DeviceDescription: Equatable, Sendable {
     }
 }
 
-/// How the run was done, beyond the samples: runtime, compute unit, measurements around the loop.
+/// How the run was done, beyond what `Measurement` holds.
 public struct RunContext: Equatable, Sendable {
     public var runtime: String
     public var runtimeVersion: String
     public var computeUnit: String
     public var threads: Int?
-    public var loadMs: Double?
     public var peakRssMb: Double?
-    public var thermalStateBefore: String?
-    public var thermalStateAfter: String?
     public var toolVersions: [String: String]
     public var notes: String?
 
@@ -160,10 +157,7 @@ public struct RunContext: Equatable, Sendable {
         runtimeVersion: String,
         computeUnit: String,
         threads: Int? = nil,
-        loadMs: Double? = nil,
         peakRssMb: Double? = nil,
-        thermalStateBefore: String? = nil,
-        thermalStateAfter: String? = nil,
         toolVersions: [String: String] = [:],
         notes: String? = nil
     ) {
@@ -171,10 +165,7 @@ public struct RunContext: Equatable, Sendable {
         self.runtimeVersion = runtimeVersion
         self.computeUnit = computeUnit
         self.threads = threads
-        self.loadMs = loadMs
         self.peakRssMb = peakRssMb
-        self.thermalStateBefore = thermalStateBefore
-        self.thermalStateAfter = thermalStateAfter
         self.toolVersions = toolVersions
         self.notes = notes
     }

@@ -14,17 +14,20 @@ public enum ValidationStatus: String, CaseIterable, Sendable {
 extension BenchmarkResult {
     /// Builds the record of one finished run. The app does not compare outputs with PyTorch itself, so the
     /// validation status is the host's verdict on this artifact from its manifest (UNVALIDATED_NO_RUNTIME when
-    /// the manifest has none, e.g. Core ML artifacts validated only structurally on Linux).
+    /// the manifest has none, e.g. Core ML artifacts validated only structurally on Linux). samples_ms are the
+    /// timed invokes; the round trips' summary goes into notes (`roundTripNote`).
     public static func make(
-        samples: [Double],
-        config: BenchmarkConfig,
+        measurement: Measurement,
         manifest: ArtifactManifest,
         device: DeviceDescription,
         context: RunContext,
         date: Date = Date()
     ) throws -> BenchmarkResult {
+        let samples = measurement.samplesMs
         let stats = try LatencyStatistics(samples: samples)
         let status = manifest.status.flatMap { ValidationStatus(rawValue: $0) } ?? .unvalidatedNoRuntime
+        let roundTrip = try roundTripNote(measurement.roundTripMs)
+        let noteParts = [context.notes, roundTrip].compactMap { $0 }
         return BenchmarkResult(
             schemaVersion: schemaVersion,
             model: manifest.model,
@@ -42,7 +45,7 @@ extension BenchmarkResult {
             threads: context.threads,
             inputShape: manifest.input.shape,
             batchSize: manifest.input.shape.first ?? 1,
-            warmup: config.warmup,
+            warmup: measurement.warmup,
             runs: samples.count,
             minMs: stats.min,
             p50Ms: stats.p50,
@@ -51,16 +54,31 @@ extension BenchmarkResult {
             stdMs: stats.std,
             maxMs: stats.max,
             samplesMs: samples,
-            loadMs: context.loadMs,
+            loadMs: measurement.loadMs,
             peakRssMb: context.peakRssMb,
-            thermalStateBefore: context.thermalStateBefore,
-            thermalStateAfter: context.thermalStateAfter,
+            thermalStateBefore: measurement.thermalStateBefore,
+            thermalStateAfter: measurement.thermalStateAfter,
             validationStatus: status.rawValue,
             toolVersions: context.toolVersions,
             gitCommit: manifest.gitCommit,
             timestamp: iso8601(date),
-            notes: context.notes
+            notes: noteParts.isEmpty ? nil : noteParts.joined(separator: "; ")
         )
+    }
+
+    /// "timed region: invoke; round trip (write input + invoke + read output) min 1.2340 p50 1.3000 ms", or nil.
+    public static func roundTripNote(_ roundTripMs: [Double]) throws -> String? {
+        guard !roundTripMs.isEmpty else {
+            return nil
+        }
+        let stats = try LatencyStatistics(samples: roundTripMs)
+        return "timed region: invoke; round trip (write input + invoke + read output) min "
+            + fixed4(stats.min) + " p50 " + fixed4(stats.p50) + " ms"
+    }
+
+    /// Four decimals, locale-independent (as Kotlin's "%.4f" with Locale.ROOT).
+    static func fixed4(_ value: Double) -> String {
+        String(format: "%.4f", locale: Locale(identifier: "en_US_POSIX"), value)
     }
 
     /// RFC 3339 / ISO 8601 UTC timestamp, e.g. 2025-01-31T12:00:00Z.

@@ -1,93 +1,174 @@
 import BenchmarkKit
 import XCTest
 
-/// Counts calls; optionally fails on a given call.
-private final class FakePredictor: Predictor {
-    var calls = 0
-    var failOnCall: Int?
+/// A monotonic clock the test moves: `FakeModel` advances it by fixed steps per call.
+private final class ManualClock: MonotonicClock {
+    var now: UInt64 = 1_000
 
-    func predict() throws {
-        calls += 1
-        if calls == failOnCall {
-            throw BenchmarkError.badResponse("fake failure")
-        }
+    func nowNanoseconds() -> UInt64 {
+        now
     }
 }
 
-/// Advances by a fixed step on every reading, so each timed call measures exactly one step.
-private final class SteppingClock: MonotonicClock {
-    private var now: UInt64 = 1_000
-    let stepNanoseconds: UInt64
-    private(set) var readings = 0
+/// Records every call in order; write 1 ms, invoke 3 ms, read 2 ms (an invoke sample is 3 ms, a round trip 6 ms).
+private final class FakeModel: LoadedModel {
+    let clock: ManualClock
+    var failOnInvoke: Int?
+    var badOutput = false
+    private(set) var calls: [String] = []
+    private(set) var invokes = 0
 
-    init(stepNanoseconds: UInt64) {
-        self.stepNanoseconds = stepNanoseconds
+    init(clock: ManualClock) {
+        self.clock = clock
     }
 
-    func nowNanoseconds() -> UInt64 {
-        readings += 1
-        now += stepNanoseconds
-        return now
+    func writeInput() throws {
+        calls.append("write")
+        clock.now += 1_000_000
+    }
+
+    func invoke() throws {
+        calls.append("invoke")
+        invokes += 1
+        clock.now += 3_000_000
+        if invokes == failOnInvoke {
+            throw BenchmarkError.badResponse("fake failure")
+        }
+    }
+
+    func readOutput() throws {
+        calls.append("read")
+        clock.now += 2_000_000
+    }
+
+    func checkOutput() throws {
+        calls.append("check")
+        if badOutput {
+            throw BenchmarkError.badResponse("output is not finite")
+        }
     }
 }
 
 final class BenchmarkRunnerTests: XCTestCase {
-    func testWarmupIsUntimedAndRunsAreTimed() throws {
-        let predictor = FakePredictor()
-        let clock = SteppingClock(stepNanoseconds: 2_500_000)
+    private let clock = ManualClock()
+
+    private func loader(_ model: FakeModel, loadNanoseconds: UInt64 = 40_000_000) -> () throws -> LoadedModel {
+        let clock = self.clock
+        return {
+            clock.now += loadNanoseconds
+            return model
+        }
+    }
+
+    func testInvokeIsTimedAndTheRoundTripRecorded() throws {
+        let model = FakeModel(clock: clock)
         let runner = BenchmarkRunner(clock: clock, sleeper: { _ in XCTFail("no cool-down requested") })
-        let samples = try runner.run(predictor, config: BenchmarkConfig(warmup: 1, runs: 10))
-        XCTAssertEqual(predictor.calls, 11)
-        XCTAssertEqual(samples.count, 10)
-        XCTAssertEqual(clock.readings, 20)
-        XCTAssertEqual(samples, Array(repeating: 2.5, count: 10))
+        let m = try runner.run(load: loader(model), config: BenchmarkConfig(warmup: 2, runs: 5))
+        XCTAssertEqual(m.samplesMs, Array(repeating: 3.0, count: 5))
+        XCTAssertEqual(m.roundTripMs, Array(repeating: 6.0, count: 5))
+        XCTAssertEqual(m.loadMs, 40.0)
+        XCTAssertEqual(m.warmup, 2)
+        XCTAssertEqual(Array(model.calls.prefix(4)), ["write", "invoke", "read", "check"])
+        XCTAssertEqual(model.invokes, 8)
     }
 
-    func testDefaultProtocolIsOneWarmupAndThousandRuns() throws {
-        let predictor = FakePredictor()
-        let samples = try BenchmarkRunner(clock: SteppingClock(stepNanoseconds: 1)).run(predictor, config: BenchmarkConfig())
-        XCTAssertEqual(predictor.calls, 1001)
-        XCTAssertEqual(samples.count, 1000)
+    func testDefaultsAreTheHostProtocol() throws {
+        let model = FakeModel(clock: clock)
+        let m = try BenchmarkRunner(clock: clock).run(load: loader(model), config: BenchmarkConfig())
+        XCTAssertEqual(BenchmarkConfig.defaultWarmup, 20)
+        XCTAssertEqual(m.warmup, 20)
+        XCTAssertEqual(model.invokes, 1 + 20 + 1000)
+        XCTAssertEqual(m.samplesMs.count, 1000)
     }
 
-    func testCooldownSleepsOnceBeforeTheRun() throws {
+    func testThermalStateIsReadAfterLoadBeforeWarmupAndAtTheEnd() throws {
+        let model = FakeModel(clock: clock)
+        var readAt: [Int] = []
+        let m = try BenchmarkRunner(clock: clock).run(
+            load: loader(model), config: BenchmarkConfig(warmup: 3, runs: 4),
+            thermalState: {
+                readAt.append(model.invokes)
+                return "state\(readAt.count)"
+            })
+        XCTAssertEqual(readAt, [0, 1 + 3 + 4])
+        XCTAssertEqual(m.thermalStateBefore, "state1")
+        XCTAssertEqual(m.thermalStateAfter, "state2")
+    }
+
+    func testProgressIsNeverReportedInsideTheTimedLoop() throws {
+        let model = FakeModel(clock: clock)
+        var timed: [(BenchmarkProgress, Int)] = []
+        let runner = BenchmarkRunner(clock: clock)
+        _ = try runner.run(load: loader(model), config: BenchmarkConfig(warmup: 2, runs: 250), progress: { event in
+            if event.phase == .timed {
+                timed.append((event, model.invokes))
+            }
+        })
+        XCTAssertEqual(timed.map { $0.0 }, [BenchmarkProgress(phase: .timed, completed: 0, total: 250),
+                                        BenchmarkProgress(phase: .timed, completed: 250, total: 250)])
+        XCTAssertEqual(timed.map { $0.1 }, [3, 253])
+        XCTAssertEqual(runner.completedRuns, 250)
+    }
+
+    func testCooldownSleepsInSlicesBeforeLoading() throws {
         var slept: [Double] = []
-        let runner = BenchmarkRunner(clock: SteppingClock(stepNanoseconds: 1), sleeper: { slept.append($0) })
-        _ = try runner.run(FakePredictor(), config: BenchmarkConfig(warmup: 0, runs: 3, cooldownSeconds: 30))
-        XCTAssertEqual(slept, [30])
+        let model = FakeModel(clock: clock)
+        _ = try BenchmarkRunner(clock: clock, sleeper: { slept.append($0) })
+            .run(load: loader(model), config: BenchmarkConfig(warmup: 0, runs: 3, cooldownSeconds: 1.1))
+        XCTAssertEqual(slept.count, 5)
+        XCTAssertEqual(slept.reduce(0, +), 1.1, accuracy: 1e-9)
     }
 
-    func testProgressEndsWithAllRuns() throws {
-        var events: [BenchmarkProgress] = []
-        let runner = BenchmarkRunner(clock: SteppingClock(stepNanoseconds: 1))
-        _ = try runner.run(FakePredictor(), config: BenchmarkConfig(warmup: 2, runs: 250)) { events.append($0) }
-        XCTAssertEqual(events.filter { $0.phase == .warmup }.count, 2)
-        XCTAssertEqual(events.last, BenchmarkProgress(phase: .timed, completed: 250, total: 250))
-    }
-
-    func testPredictorErrorPropagates() {
-        let predictor = FakePredictor()
-        predictor.failOnCall = 5
-        let runner = BenchmarkRunner(clock: SteppingClock(stepNanoseconds: 1))
-        XCTAssertThrowsError(try runner.run(predictor, config: BenchmarkConfig(warmup: 1, runs: 10)))
-        XCTAssertEqual(predictor.calls, 5)
-    }
-
-    func testCancellationStopsTheLoop() {
-        let predictor = FakePredictor()
-        let runner = BenchmarkRunner(clock: SteppingClock(stepNanoseconds: 1))
-        XCTAssertThrowsError(
-            try runner.run(predictor, config: BenchmarkConfig(warmup: 1, runs: 100), isCancelled: { predictor.calls >= 4 })
-        ) { error in
+    func testCancelStopsCooldownWarmupAndTimedLoop() {
+        var sleeps = 0
+        var loaded = false
+        XCTAssertThrowsError(try BenchmarkRunner(clock: clock, sleeper: { _ in sleeps += 1 }).run(
+            load: {
+                loaded = true
+                return FakeModel(clock: self.clock)
+            },
+            config: BenchmarkConfig(cooldownSeconds: 600), isCancelled: { sleeps >= 3 })) { error in
             XCTAssertEqual(error as? BenchmarkError, .cancelled)
         }
-        XCTAssertEqual(predictor.calls, 4)
+        XCTAssertEqual(sleeps, 3)
+        XCTAssertFalse(loaded)
+        let warm = FakeModel(clock: clock)
+        XCTAssertThrowsError(try BenchmarkRunner(clock: clock).run(
+            load: loader(warm), config: BenchmarkConfig(warmup: 50, runs: 10), isCancelled: { warm.invokes >= 5 }))
+        XCTAssertEqual(warm.invokes, 5)
+        let timed = FakeModel(clock: clock)
+        XCTAssertThrowsError(try BenchmarkRunner(clock: clock).run(
+            load: loader(timed), config: BenchmarkConfig(warmup: 1, runs: 100), isCancelled: { timed.invokes >= 12 }))
+        XCTAssertEqual(timed.invokes, 12)
     }
 
-    func testInvalidConfigIsRejected() {
-        let runner = BenchmarkRunner(clock: SteppingClock(stepNanoseconds: 1))
-        XCTAssertThrowsError(try runner.run(FakePredictor(), config: BenchmarkConfig(warmup: 1, runs: 0)))
-        XCTAssertThrowsError(try runner.run(FakePredictor(), config: BenchmarkConfig(warmup: -1, runs: 5)))
-        XCTAssertThrowsError(try runner.run(FakePredictor(), config: BenchmarkConfig(warmup: 1, runs: 5, cooldownSeconds: -1)))
+    func testModelErrorsPropagate() {
+        let failing = FakeModel(clock: clock)
+        failing.failOnInvoke = 5
+        XCTAssertThrowsError(try BenchmarkRunner(clock: clock).run(load: loader(failing), config: BenchmarkConfig(warmup: 1, runs: 10)))
+        XCTAssertEqual(failing.invokes, 5)
+        let bad = FakeModel(clock: clock)
+        bad.badOutput = true
+        XCTAssertThrowsError(try BenchmarkRunner(clock: clock).run(load: loader(bad), config: BenchmarkConfig(warmup: 1, runs: 10)))
+        XCTAssertEqual(bad.invokes, 1)
+    }
+
+    func testInvalidConfigIsRejectedBeforeLoading() {
+        let runner = BenchmarkRunner(clock: clock)
+        let configs = [BenchmarkConfig(runs: 0), BenchmarkConfig(runs: BenchmarkConfig.maxRuns + 1),
+                       BenchmarkConfig(warmup: -1), BenchmarkConfig(cooldownSeconds: -1),
+                       BenchmarkConfig(cooldownSeconds: 601)]
+        for config in configs {
+            XCTAssertThrowsError(try runner.run(load: {
+                XCTFail("loaded despite a bad config")
+                return FakeModel(clock: self.clock)
+            }, config: config))
+        }
+        XCTAssertEqual(BenchmarkConfig.maxRuns, 100_000)
+    }
+
+    func testDedicatedThreadReturnsTheResult() async throws {
+        let value = try await runOnDedicatedThread { Thread.isMainThread ? -1 : 42 }
+        XCTAssertEqual(value, 42)
     }
 }

@@ -19,8 +19,8 @@ final class ResultEncodingTests: XCTestCase {
 
     func testNilOptionalsAreWrittenAsNull() throws {
         let result = try BenchmarkResult.make(
-            samples: [1.5, 1.25, 2],
-            config: BenchmarkConfig(warmup: 1, runs: 3),
+            measurement: Measurement(samplesMs: [1.5, 1.25, 2], roundTripMs: [], loadMs: 12.5, warmup: 20,
+                                     thermalStateBefore: "nominal", thermalStateAfter: "fair"),
             manifest: ManifestTests.sampleManifest(),
             device: DeviceDescription(deviceModel: "iPhone15,2", os: "iOS", osVersion: "17.5", chip: "Apple A16 Bionic"),
             context: RunContext(runtime: "coreml", runtimeVersion: "iOS 17.5", computeUnit: "ALL")
@@ -34,6 +34,21 @@ final class ResultEncodingTests: XCTestCase {
         XCTAssertEqual(encoded["batch_size"] as? Int, 1)
         XCTAssertEqual(encoded["validation_status"] as? String, "UNVALIDATED_NO_RUNTIME")
         XCTAssertEqual(encoded["harness"] as? String, "ios_app")
+        XCTAssertEqual(encoded["warmup"] as? Int, 20)
+        XCTAssertEqual(encoded["load_ms"] as? Double, 12.5)
+        XCTAssertEqual(encoded["thermal_state_before"] as? String, "nominal")
+    }
+
+    func testTheRoundTripGoesIntoNotes() throws {
+        let result = try BenchmarkResult.make(
+            measurement: Measurement(samplesMs: [1.5, 1.25, 2], roundTripMs: [2.5, 2.25, 3], loadMs: 1, warmup: 20,
+                                     thermalStateBefore: nil, thermalStateAfter: nil),
+            manifest: ManifestTests.sampleManifest(),
+            device: DeviceDescription(deviceModel: "iPhone15,2", os: "iOS", osVersion: "17.5", chip: "Apple A16 Bionic"),
+            context: RunContext(runtime: "coreml", runtimeVersion: "iOS 17.5", computeUnit: "ALL")
+        )
+        XCTAssertEqual(result.notes,
+                       "timed region: invoke; round trip (write input + invoke + read output) min 2.2500 p50 2.5000 ms")
     }
 
     func testTimestampIsUTCInternetDateTime() {

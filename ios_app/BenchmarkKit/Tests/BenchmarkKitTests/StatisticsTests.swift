@@ -32,4 +32,17 @@ final class StatisticsTests: XCTestCase {
             XCTAssertEqual(error as? BenchmarkError, .noSamples)
         }
     }
+
+    func testSumsAreExactlyRoundedLikeFsum() {
+        XCTAssertEqual(LatencyStatistics.exactSum([1e100, 1.0, -1e100]), 1.0)
+        XCTAssertEqual(LatencyStatistics.exactSum(Array(repeating: 0.1, count: 10)), 1.0)
+        XCTAssertEqual(LatencyStatistics.exactSum([]), 0.0)
+        XCTAssertEqual(LatencyStatistics.exactSum([1.0, 1e-16, 1e-16]), 1.0000000000000002)
+    }
+
+    func testNegativeOrNonFiniteSamplesAreRejected() {
+        for bad in [-1.0, Double.nan, Double.infinity] {
+            XCTAssertThrowsError(try LatencyStatistics(samples: [1.0, bad]))
+        }
+    }
 }
