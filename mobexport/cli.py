@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("results", "results", "show stored results as a table, JSON or plots"),
     ("eval", "eval", "top-1/top-5 of artifacts and their float model on a labelled folder or CSV, stored"),
     ("serve", "serve", "HTTP server for the companion apps: artifacts out, results in"),
+    ("sweep", "sweep", "the models x targets sweep on a Ray cluster (local by default), resumable, one database"),
     ("roofline", "analysis", "roofline latency model with a ridge-point sweep"),
     ("predict", "analysis", "predict a model's latency from a per-block lookup table"),
     ("lut", "analysis", "build per-block latency lookup tables"),
