@@ -14,7 +14,8 @@ PYTEST_ARGS ?= -m "not slow"
 help:
 	@echo "make demo   - venv, install, fetch assets, export + validate + benchmark, print results"
 	@echo "make test   - venv, install, fetch assets, kotlinc, lint + layer check + app checks + pytest (+ benchkit JUnit)"
-	@echo "make matrix - full models x targets conversion matrix (slow; resumable, results/matrix.md)"
+	@echo "make matrix - full models x targets conversion matrix on Ray (slow; resumable, results/matrix.md;"
+	@echo "              SWEEP_ARGS='--address auto --db postgresql://...' for a cluster)"
 	@echo "make bench-export - zoo export times to onnx-fp32, tflite-fp32, tflite-w8a8 (the matrix on those targets)"
 
 install: $(VENV)/.installed
@@ -50,7 +51,7 @@ demo: install assets
 	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/demo.py
 
 matrix: install assets
-	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/matrix.py
+	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/mobexport sweep --to all --resume --table results/matrix.md $(SWEEP_ARGS)
 
 bench-export: install assets
 	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python scripts/bench_export.py zoo

@@ -3,9 +3,9 @@
   python scripts/bench_export.py simplifiers [MODEL ...]   onnxslim vs onnxsim: nodes and time per model
                                                            → results/simplifiers.md
   python scripts/bench_export.py zoo [--targets ...]       time the whole zoo → onnx-fp32, tflite-fp32, tflite-w8a8
-                                                           (runs scripts/matrix.py on those targets: one
-                                                           recorded table, results/matrix.md, with a per-target
-                                                           export-time summary)
+                                                           (runs `mobexport sweep --resume --table
+                                                           results/matrix.md` on those targets: one recorded
+                                                           table, with a per-target export-time summary)
 
 Random weights with BatchNorm statistics randomised (seed 0) unless a model has weights under the assets.
 Prints markdown tables.
@@ -62,12 +62,11 @@ def m_spec(name):
 
 
 def zoo(targets: list[str], models: list[str]) -> None:
-    import matrix  # this folder
+    from mobexport.cli import main as cli
 
-    patterns = models or ["*"]
-    for pattern in patterns:
-        matrix.main(["--models", pattern, "--targets", *targets])
-    print((matrix.TABLE).read_text())
+    table = Path(__file__).resolve().parents[1] / "results" / "matrix.md"
+    cli(["sweep", *models, "--to", ",".join(targets), "--resume", "--table", str(table)])
+    print(table.read_text())
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ photo not used for calibration; ``quantization.calibration`` makes the split, no
 structural checks (TFLite: int8 I/O, no float op; TensorRT: symmetric int8 Q/DQ) and record SQNR in the
 manifest.
 
-The measured agreement and SQNR of each model and target are in results/matrix.md (``scripts/matrix.py``); the
+The measured agreement and SQNR of each model and target are in results/matrix.md (``mobexport sweep --table``, ``make matrix``); the
 agreement's confidence interval over more crops of the same held-out photos comes from
 ``scripts/int8_agreement.py``. The flips are mostly float near-ties (top-2 logits close together).
 """

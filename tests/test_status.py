@@ -4,7 +4,6 @@ CONVERT_FAILED), and no status string outside it is written by the scripts or th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -80,28 +79,21 @@ def test_status_of_a_failed_export(err, status):
     assert Status.of_error(err) is status
 
 
-def _matrix():
-    spec = importlib.util.spec_from_file_location("matrix_script", ROOT / "scripts" / "matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("err, status", [
     (errors.ConversionError("op Foo unsupported", step="convert", model="m", target="tflite-w8a8"), "CONVERT_FAILED"),
     (errors.TargetUnavailableError("coremltools is not installed"), "SKIPPED"),
 ])
 def test_matrix_records_failed_cells_with_status_values(monkeypatch, tmp_path, err, status):
-    """scripts/matrix.py's cell: a failed export is a record whose status is a Status value (the matrix once
-    wrote UNAVAILABLE and exception class names)."""
+    """The sweep's matrix record of a cell (benchmarks/sweep.matrix_row): a failed export is a record whose status
+    is a Status value (the matrix once wrote UNAVAILABLE and exception class names)."""
     import mobexport.converters.pipeline as pipeline
+    from mobexport.benchmarks import sweep
 
     def fail(*args, **kwargs):
         raise err
 
-    matrix = _matrix()
     monkeypatch.setattr(pipeline, "export", fail)
-    monkeypatch.setattr(matrix, "default_weights", lambda model: None)
-    row = matrix.cell("mobileone_s0", "tflite-w8a8", str(tmp_path))
+    cell = {"model": "mobileone_s0", "target": "tflite-w8a8", "weights": "", "options": {"random_bn_seed": 0}}
+    row = sweep.matrix_row(cell, out_dir=str(tmp_path))
     assert row["status"] == status and row["error"] == type(err).__name__
     assert row["mb"] is None and str(err).splitlines()[0][:100] == row["fidelity"]
