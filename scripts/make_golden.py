@@ -19,7 +19,9 @@ How to regenerate (a separate venv outside the repository; none of this is a pro
     #       micronDLA/MobileViTv3 d381beb017ae3c244686afaa48064f95865df7b9 MobileViTv3-v1/* over it
     #   apple/ml-cvnets         84d992f413e52c0468f86d23196efd9dad885e6f  -> REPOS/cvnets-v2, then copy
     #       micronDLA/MobileViTv3 d381beb017ae3c244686afaa48064f95865df7b9 MobileViTv3-v2/* over it
-    #   (as that repository's README says); cvnets' import chain also needs, in the peer venv:
+    #   (as that repository's README says);
+    #   megvii-model/ShuffleNet-Series aa91feb71b01f28d0b8da3533d20a3edb11b1810 -> REPOS/ShuffleNet-Series
+    #   (ShuffleNetV1/ is enough); cvnets' import chain also needs, in the peer venv:
     /tmp/peer-venv/bin/pip install opencv-python-headless==5.0.0.93 ujson==6.1.0 psutil==7.2.2 pycocotools==2.0.11 \
         scipy==1.17.1
     /tmp/peer-venv/bin/python scripts/make_golden.py --repos REPOS [CASE ...]   # all cases by default
@@ -141,6 +143,11 @@ def _timm_mnv1_050(_repos: Path) -> nn.Module:
     return _gen_mobilenet_v1("mobilenetv1_050", 0.5)
 
 
+def _megvii_shufflenetv1(repos: Path) -> nn.Module:
+    return _module(repos / "ShuffleNet-Series" / "ShuffleNetV1" / "network.py", "megvii_shufflenetv1").ShuffleNetV1(
+        model_size="1.0x", group=3)
+
+
 def _lukemelas_lite(_repos: Path) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -190,6 +197,8 @@ CASES = [
          _tv("efficientnet_v2_s"), 64),
     Case("efficientnetv2", "timm", "efficientnetv2_b0", "timm 1.0.31 tf_efficientnetv2_b0",
          _timm("tf_efficientnetv2_b0"), 64),
+    Case("shufflenetv1", "megvii", "shufflenetv1_g3_100",
+         "megvii-model/ShuffleNet-Series@aa91feb ShuffleNetV1(model_size='1.0x', group=3)", _megvii_shufflenetv1),
 ]
 
 

@@ -5,7 +5,9 @@ For each reference model (torchvision / timm, built with random weights): its pa
 batch 1: the convention of exporter/profile.py) and its state_dict (key, shape) listing. Written to
 tests/fixtures/zoo3_refs.json; no weights are stored.
 
-    /tmp/peer-venv/bin/python scripts/make_zoo3_refs.py   # the peer venv of scripts/make_golden.py
+    REPOS=DIR /tmp/peer-venv/bin/python scripts/make_zoo3_refs.py [MODEL ...]   # peer venv of make_golden.py
+
+DIR holds ShuffleNet-Series/ShuffleNetV1 (git archive of megvii-model/ShuffleNet-Series@aa91feb7, MIT).
 
 Recorded with torch 2.14.1, torchvision 0.29.1, timm 1.0.31 (CPU).
 """
@@ -13,12 +15,14 @@ Recorded with torch 2.14.1, torchvision 0.29.1, timm 1.0.31 (CPU).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+REPOS = Path(os.environ.get("REPOS", "/tmp/zoo3repos"))  # reference repositories that are not packages
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "zoo3_refs.json"
 
 
@@ -43,6 +47,17 @@ def _timm_mnv1(mult):
             f"timm {timm.__version__} _gen_mobilenet_v1('{name}', channel_multiplier={mult})")
 
 
+def _megvii_shufflenetv1():
+    """megvii-model/ShuffleNet-Series@aa91feb (git archive of ShuffleNetV1/ under $REPOS/ShuffleNet-Series)."""
+    import importlib
+
+    def build():
+        sys.path.insert(0, str(REPOS / "ShuffleNet-Series" / "ShuffleNetV1"))
+        return importlib.import_module("network").ShuffleNetV1(model_size="1.0x", group=3)
+
+    return build, "megvii-model/ShuffleNet-Series@aa91feb ShuffleNetV1(model_size='1.0x', group=3)"
+
+
 # our model -> [(layout, reference builder, input size)]; the first is the count reference
 CASES = {
     "resnet18": [("torchvision", _tv("resnet18"), 224), ("timm", _timm("resnet18"), 224)],
@@ -65,6 +80,7 @@ CASES = {
     "efficientnet_b1": [("torchvision", _tv("efficientnet_b1"), 240), ("timm", _timm("efficientnet_b1"), 240)],
     "efficientnet_b2": [("torchvision", _tv("efficientnet_b2"), 260), ("timm", _timm("efficientnet_b2"), 260)],
     "efficientnet_b3": [("torchvision", _tv("efficientnet_b3"), 300), ("timm", _timm("efficientnet_b3"), 300)],
+    "shufflenetv1_g3_100": [("megvii", _megvii_shufflenetv1(), 224)],
     "efficientnetv2_b0": [("timm", _timm("tf_efficientnetv2_b0"), 224)],
     "efficientnetv2_s": [("torchvision", _tv("efficientnet_v2_s"), 384), ("timm", _timm("tf_efficientnetv2_s"), 384)],
 }

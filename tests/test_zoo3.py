@@ -1,7 +1,7 @@
-"""Zoo III (issue #23): ResNet/ResNeXt, MobileNetV1, ShuffleNetV2, RegNetX/Y, EfficientNet-B0–B3, EfficientNetV2.
+"""Zoo III (issue #23): ResNet/ResNeXt, MobileNetV1, ShuffleNetV1/V2, RegNetX/Y, EfficientNet-B0–B3, EfficientNetV2.
 
 Reference counts and key layouts come from tests/fixtures/zoo3_refs.json, recorded by scripts/make_zoo3_refs.py
-with the reference implementations themselves (torchvision 0.29.1, timm 1.0.31; the reference of each model is
+with the reference implementations themselves (torchvision 0.29.1, timm 1.0.31, the ShuffleNetV1 authors' code; the reference of each model is
 named in the file and in ``REFERENCE`` below). Models are built on the meta device where only shapes matter, so
 the whole file runs in seconds. That every reference layout computes the reference function (BatchNorm
 conventions, padding) is tests/test_golden.py's job; the train/deploy equivalence at the spec's input size is
@@ -50,6 +50,7 @@ REFERENCE = {
     "efficientnet_b3": ("torchvision efficientnet_b3", 12_233_232, 1_827_141_392),
     "efficientnetv2_b0": ("timm tf_efficientnetv2_b0", 7_139_704, 718_086_176),
     "efficientnetv2_s": ("torchvision efficientnet_v2_s", 21_458_488, 8_365_617_152),
+    "shufflenetv1_g3_100": ("megvii-model/ShuffleNet-Series@aa91feb ShuffleNetV1 1.0x g=3", 1_864_728, 137_460_672),
 }
 # recorded listings no layout may accept: same shapes, other numerics (the family file says why)
 REFUSED = {("efficientnetv2_s", "timm"): "timm tf_efficientnetv2_s pads TF-SAME, our V2-S symmetric (torchvision)"}
