@@ -55,6 +55,7 @@ final class AppModel: ObservableObject {
             isLoading = false
         }
         do {
+            _ = await ResultOutbox.queue.flush(to: client)  // results kept from failed uploads go first
             artifacts = try await client.listArtifacts().filter { $0.format == "coreml" }
             errorMessage = artifacts.isEmpty ? "The server lists no Core ML artifacts (mobexport coreml MODEL)." : nil
         } catch {

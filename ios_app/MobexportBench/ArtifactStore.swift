@@ -4,11 +4,14 @@ import Foundation
 import ZIPFoundation
 
 /// Downloads, unpacks and compiles each artifact once (MLModel.compileModel on the device); the compiled
-/// model is cached under Application Support by the artifact's sha256.
+/// model is cached under Application Support by the artifact's sha256. The actor is reentrant at each await, so
+/// a second request for an artifact being prepared waits for the first one's task instead of racing it through
+/// the same directory. Downloads, unzipped folders and compiler output are removed once used.
 actor ArtifactStore {
     static let shared = ArtifactStore()
 
     private let fileManager = FileManager.default
+    private var inFlight: [String: Task<URL, Error>] = [:]
 
     private var root: URL {
         let support = fileManager.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
@@ -16,22 +19,49 @@ actor ArtifactStore {
     }
 
     func compiledModel(for manifest: ArtifactManifest, client: APIClient) async throws -> URL {
-        let directory = root.appendingPathComponent(manifest.sha256, isDirectory: true)
-        let compiled = directory.appendingPathComponent("model.mlmodelc", isDirectory: true)
+        let compiled = root.appendingPathComponent(manifest.sha256, isDirectory: true)
+            .appendingPathComponent("model.mlmodelc", isDirectory: true)
         if fileManager.fileExists(atPath: compiled.path) {
             return compiled
         }
+        if let running = inFlight[manifest.sha256] {
+            return try await running.value
+        }
+        let task = Task {
+            try await self.prepare(manifest, client: client, compiled: compiled)
+        }
+        inFlight[manifest.sha256] = task
+        defer {
+            inFlight[manifest.sha256] = nil
+        }
+        return try await task.value
+    }
+
+    private func prepare(_ manifest: ArtifactManifest, client: APIClient, compiled: URL) async throws -> URL {
+        let directory = compiled.deletingLastPathComponent()
         try fileManager.createDirectory(at: directory, withIntermediateDirectories: true)
         let download = try await client.download(model: manifest.model, target: manifest.target)
+        defer {
+            try? fileManager.removeItem(at: download.file)
+        }
         let source = try unpack(download.file, isZip: download.isZip, manifest: manifest, into: directory)
+        defer {
+            try? fileManager.removeItem(at: directory.appendingPathComponent("unzipped", isDirectory: true))
+        }
         let built: URL
         if source.pathExtension == "mlmodelc" {
             built = source
         } else {
             built = try await MLModel.compileModel(at: source)
+            try? fileManager.removeItem(at: source)
         }
         try? fileManager.removeItem(at: compiled)
-        try fileManager.moveItem(at: built, to: compiled)
+        do {
+            try fileManager.moveItem(at: built, to: compiled)
+        } catch {
+            try? fileManager.removeItem(at: built)
+            throw error
+        }
         return compiled
     }
 

@@ -1,7 +1,7 @@
 import BenchmarkKit
 import Foundation
 
-/// Thread-safe cancel flag read by the benchmark loop on its background thread.
+/// Thread-safe cancel flag read by the benchmark loop on its own thread.
 final class CancelFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
@@ -21,13 +21,21 @@ final class CancelFlag: @unchecked Sendable {
     }
 }
 
-/// One artifact's benchmark: download + compile (cached), load once, time, post the result.
+/// Results not yet taken by the server, kept in Application Support until they are.
+enum ResultOutbox {
+    static var queue: PendingUploads {
+        let support = FileManager.default.urls(for: .applicationSupportDirectory, in: .userDomainMask)[0]
+        return PendingUploads(directory: support.appendingPathComponent("pending-results", isDirectory: true))
+    }
+}
+
+/// One artifact's benchmark: download + compile (cached), then BenchmarkKit's protocol on a thread of its own,
+/// the result stored on the device and posted (kept and retried when the upload fails).
 @MainActor
 final class BenchmarkSession: ObservableObject {
     enum Phase: Equatable {
         case idle
         case preparing
-        case loading
         case running(String)
         case posting
         case done
@@ -39,8 +47,6 @@ final class BenchmarkSession: ObservableObject {
                 return "Ready"
             case .preparing:
                 return "Downloading and compiling on device"
-            case .loading:
-                return "Loading the model"
             case .running(let what):
                 return what
             case .posting:
@@ -56,6 +62,7 @@ final class BenchmarkSession: ObservableObject {
     let manifest: ArtifactManifest
     private let client: APIClient
     private var cancelFlag = CancelFlag()
+    private var runTask: Task<Void, Never>?
 
     @Published private(set) var phase: Phase = .idle
     @Published private(set) var progress: Double = 0
@@ -63,6 +70,7 @@ final class BenchmarkSession: ObservableObject {
     @Published private(set) var postError: String?
     @Published var computeUnit: ComputeUnitChoice = .all
     @Published var runs = BenchmarkConfig.defaultRuns
+    @Published var warmup = BenchmarkConfig.defaultWarmup
     @Published var cooldownSeconds: Double = 0
 
     init(manifest: ArtifactManifest, client: APIClient) {
@@ -80,12 +88,16 @@ final class BenchmarkSession: ObservableObject {
     }
 
     func start() {
+        guard !isBusy else {
+            return
+        }
         cancelFlag = CancelFlag()
         result = nil
         postError = nil
         progress = 0
-        Task {
-            await run()
+        let config = BenchmarkConfig(warmup: warmup, runs: runs, cooldownSeconds: cooldownSeconds)
+        runTask = Task {
+            await run(config: config)
         }
     }
 
@@ -93,32 +105,32 @@ final class BenchmarkSession: ObservableObject {
         cancelFlag.set()
     }
 
-    private func run() async {
+    private func run(config: BenchmarkConfig) async {
         do {
+            try config.validate()
             phase = .preparing
             let compiled = try await ArtifactStore.shared.compiledModel(for: manifest, client: client)
-            phase = .loading
-            let job = MeasureJob(
-                compiledModel: compiled,
-                manifest: manifest,
-                unit: computeUnit,
-                config: BenchmarkConfig(warmup: 1, runs: runs, cooldownSeconds: cooldownSeconds),
-                device: DeviceInfo.description(),
-                flag: cancelFlag
-            )
-            let measured = try await Task.detached(priority: .userInitiated) { [weak self] in
+            let job = MeasureJob(compiledModel: compiled, manifest: manifest, unit: computeUnit, config: config,
+                                 device: DeviceInfo.description(), flag: cancelFlag, runner: BenchmarkRunner())
+            let poller = pollTimedRuns(job.runner, total: config.runs)
+            defer {
+                poller.cancel()
+            }
+            let measured = try await runOnDedicatedThread {
                 try job.measure { event in
-                    Task { @MainActor in
+                    Task { @MainActor [weak self] in
                         self?.show(event)
                     }
                 }
-            }.value
+            }
             result = measured
             phase = .posting
-            do {
-                try await client.postResult(measured)
-            } catch {
-                postError = "Not posted: \(error.localizedDescription)"
+            let outbox = ResultOutbox.queue
+            try outbox.add(measured)
+            let report = await outbox.flush(to: client)
+            if report.kept + report.rejected > 0 {
+                postError = "Kept on this device (\(outbox.pending().count) waiting), posted with the next run: "
+                    + (report.lastError ?? "upload failed")
             }
             phase = .done
         } catch {
@@ -126,12 +138,28 @@ final class BenchmarkSession: ObservableObject {
         }
     }
 
+    /// The timed loop reports nothing itself: this polls the runner's counter four times a second.
+    private func pollTimedRuns(_ runner: BenchmarkRunner, total: Int) -> Task<Void, Never> {
+        Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 250_000_000)
+                let done = runner.completedRuns
+                if done > 0 {
+                    self?.phase = .running("Timed runs \(done)/\(total)")
+                    self?.progress = Double(done) / Double(max(total, 1))
+                }
+            }
+        }
+    }
+
     private func show(_ event: BenchmarkProgress) {
         switch event.phase {
         case .cooldown:
-            phase = .running("Cooling down")
+            phase = .running("Cooling down \(event.completed)/\(event.total) s")
+        case .loading:
+            phase = .running("Loading the model")
         case .warmup:
-            phase = .running("Warm-up")
+            phase = .running("Warm-up \(event.completed)/\(event.total)")
         case .timed:
             phase = .running("Timed runs \(event.completed)/\(event.total)")
         }
@@ -139,7 +167,9 @@ final class BenchmarkSession: ObservableObject {
     }
 }
 
-/// Everything the background measurement needs, captured by value.
+/// Everything the measurement needs, captured by value; it runs on a dedicated thread (`runOnDedicatedThread`),
+/// never on the cooperative pool (Core ML work and sleeps of minutes). Sendable by hand: the manifest, config and
+/// device are values, the flag and the runner are locked.
 struct MeasureJob: @unchecked Sendable {
     let compiledModel: URL
     let manifest: ArtifactManifest
@@ -147,42 +177,35 @@ struct MeasureJob: @unchecked Sendable {
     let config: BenchmarkConfig
     let device: DeviceDescription
     let flag: CancelFlag
+    let runner: BenchmarkRunner
 
+    /// The input values are prepared before the load, so load_ms is MLModel(contentsOf:) and the input's
+    /// allocation only (the compile happened once, in ArtifactStore).
     func measure(progress: (BenchmarkProgress) -> Void) throws -> BenchmarkResult {
-        let loadStart = DispatchTime.now().uptimeNanoseconds
         let plan = try InputTensorPlan(manifest: manifest)
         var values: [Float] = []
         if plan.layout != .image {
             values = try plan.normalizedValues(preprocessing: manifest.preprocessing)
         }
-        let predictor = try CoreMLPredictor(
-            compiledModelURL: compiledModel,
-            computeUnits: unit.mlComputeUnits,
-            plan: plan,
-            values: values
+        let measurement = try runner.run(
+            load: {
+                try CoreMLModel(compiledModelURL: compiledModel, computeUnits: unit.mlComputeUnits, plan: plan,
+                                values: values)
+            },
+            config: config,
+            thermalState: { DeviceInfo.thermalState() },
+            isCancelled: { flag.isSet },
+            progress: progress
         )
-        let loadMs = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1_000_000
-        var thermalBefore = DeviceInfo.thermalState()
-        var sawTimedPhase = false
-        let samples = try BenchmarkRunner().run(predictor, config: config, isCancelled: { flag.isSet }) { event in
-            if event.phase != .cooldown && !sawTimedPhase {
-                sawTimedPhase = true
-                thermalBefore = DeviceInfo.thermalState()
-            }
-            progress(event)
-        }
         let context = RunContext(
             runtime: "coreml",
             runtimeVersion: DeviceInfo.coreMLVersion,
             computeUnit: unit.rawValue,
             threads: nil,
-            loadMs: loadMs,
             peakRssMb: DeviceInfo.peakMemoryFootprintMB(),
-            thermalStateBefore: thermalBefore,
-            thermalStateAfter: DeviceInfo.thermalState(),
             toolVersions: DeviceInfo.toolVersions,
             notes: config.cooldownSeconds > 0 ? "cool-down \(Int(config.cooldownSeconds)) s before the run" : nil
         )
-        return try BenchmarkResult.make(samples: samples, config: config, manifest: manifest, device: device, context: context)
+        return try BenchmarkResult.make(measurement: measurement, manifest: manifest, device: device, context: context)
     }
 }

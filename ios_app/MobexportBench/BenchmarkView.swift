@@ -1,5 +1,6 @@
 import BenchmarkKit
 import SwiftUI
+import UIKit
 
 struct BenchmarkView: View {
     @StateObject private var session: BenchmarkSession
@@ -23,9 +24,11 @@ struct BenchmarkView: View {
                             .tag(unit)
                     }
                 }
-                Stepper("Timed runs: \(session.runs)", value: $session.runs, in: 100...100_000, step: 100)
-                Stepper("Cool-down: \(Int(session.cooldownSeconds)) s", value: $session.cooldownSeconds, in: 0...300, step: 10)
-                Text("Model loaded once, 1 warm-up, then timed round trips (monotonic clock).")
+                Stepper("Timed runs: \(session.runs)", value: $session.runs, in: 100...BenchmarkConfig.maxRuns, step: 100)
+                Stepper("Warm-up runs: \(session.warmup)", value: $session.warmup, in: 0...200, step: 5)
+                Stepper("Cool-down: \(Int(session.cooldownSeconds)) s", value: $session.cooldownSeconds,
+                        in: 0...BenchmarkConfig.maxCooldownSeconds, step: 10)
+                Text("The host's protocol: load (timed), one checked call and the warm-up, then timed predictions (monotonic clock).")
                     .font(.footnote)
                     .foregroundStyle(.secondary)
             }
@@ -53,6 +56,13 @@ struct BenchmarkView: View {
             }
         }
         .navigationTitle(session.manifest.model)
+        // Runs and cool-downs last minutes: no auto-lock (which would suspend the app mid-loop) while busy.
+        .onChange(of: session.isBusy) { busy in
+            UIApplication.shared.isIdleTimerDisabled = busy
+        }
+        .onDisappear {
+            UIApplication.shared.isIdleTimerDisabled = false
+        }
     }
 
     private var inputText: String {

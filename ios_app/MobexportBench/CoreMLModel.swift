@@ -35,13 +35,18 @@ enum PredictorError: LocalizedError {
     }
 }
 
-/// The Core ML side of the protocol: the model is loaded once with the chosen compute units; the input
-/// MLMultiArray is allocated once from the manifest's shape/dtype and filled with the preprocessed image;
-/// `predict()` is one round trip (feature provider in, prediction, output multi-array read).
-final class CoreMLPredictor: Predictor {
+/// The Core ML side of the protocol. Creating it is the load (`load_ms`): MLModel(contentsOf:) on the compiled
+/// model with the chosen compute units, and the input (MLMultiArray or pixel buffer) allocated and filled once
+/// from the manifest. `writeInput` hands that input over for the next call (Core ML reads it from the feature
+/// provider inside the prediction; there is no separate copy to make), `invoke` is `prediction(from:)` and
+/// `readOutput` reads the output multi-array: the timer spans the prediction alone.
+final class CoreMLModel: LoadedModel {
     private let model: MLModel
     private let provider: MLFeatureProvider
     private let outputName: String
+    private var pending: MLFeatureProvider?
+    private var lastPrediction: MLFeatureProvider?
+    private var lastOutput: MLMultiArray?
     private(set) var lastOutputValue: Float = 0
 
     init(compiledModelURL: URL, computeUnits: MLComputeUnits, plan: InputTensorPlan, values: [Float]) throws {
@@ -80,12 +85,33 @@ final class CoreMLPredictor: Predictor {
         return only
     }
 
-    func predict() throws {
-        let prediction = try model.prediction(from: provider)
-        guard let output = prediction.featureValue(for: outputName)?.multiArrayValue else {
+    func writeInput() throws {
+        pending = provider
+    }
+
+    func invoke() throws {
+        guard let input = pending else {
+            throw PredictorError.inputMismatch("invoke() before writeInput()")
+        }
+        lastPrediction = try model.prediction(from: input)
+    }
+
+    func readOutput() throws {
+        guard let output = lastPrediction?.featureValue(for: outputName)?.multiArrayValue, output.count > 0 else {
             throw PredictorError.noOutput
         }
+        lastOutput = output
         lastOutputValue = output[0].floatValue
+    }
+
+    /// The first output must hold finite values (as the host's first checked run).
+    func checkOutput() throws {
+        guard let output = lastOutput else {
+            throw PredictorError.noOutput
+        }
+        for index in 0..<output.count where !output[index].floatValue.isFinite {
+            throw PredictorError.inputMismatch("the first output holds a non-finite value at \(index)")
+        }
     }
 
     private static func dataType(_ dtype: TensorDType) throws -> MLMultiArrayDataType {

@@ -47,18 +47,14 @@ enum DeviceInfo {
         return ["mobexport_bench_ios": app, "benchmarkkit": BenchmarkKitInfo.version]
     }
 
-    /// Peak physical footprint of this process (what iOS counts against the app), in MiB.
+    /// Peak resident set size of this process in MiB (getrusage's ru_maxrss, bytes on Darwin): the host's
+    /// peak_rss_mb (VmHWM on Linux). No Mach task port involved, so nothing reads the global mach_task_self_
+    /// (shared mutable state under Swift 6's strict concurrency).
     static func peakMemoryFootprintMB() -> Double? {
-        var info = task_vm_info_data_t()
-        var count = mach_msg_type_number_t(MemoryLayout<task_vm_info_data_t>.size / MemoryLayout<integer_t>.size)
-        let status = withUnsafeMutablePointer(to: &info) { pointer in
-            pointer.withMemoryRebound(to: integer_t.self, capacity: Int(count)) { raw in
-                task_info(mach_task_self_, task_flavor_t(TASK_VM_INFO), raw, &count)
-            }
-        }
-        guard status == KERN_SUCCESS else {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF, &usage) == 0 else {
             return nil
         }
-        return Double(info.ledger_phys_footprint_peak) / 1_048_576
+        return Double(usage.ru_maxrss) / 1_048_576
     }
 }
