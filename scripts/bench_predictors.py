@@ -1,10 +1,13 @@
 """Benchmark (not a test): latency predictors vs measurements over the zoo on this host.
 
-For each model: measured min-of-N latency of the whole deploy model on onnxruntime (1 thread), the roofline
-bound at this host's measured peaks (fp32), the per-block LUT prediction (blocks timed alone on the same
-runtime), MACs and params. Then RMSE and Spearman rank correlation of each predictor vs measured.
+For each model: measured min-of-N latency of the whole deploy model converted to the target (default onnx-fp32)
+by its converter and timed on the runtime (default onnxruntime, 1 thread) exactly as the LUT's blocks are
+(``lut.time_model``), the roofline bound at this host's measured peaks (fp32), the per-block LUT prediction
+(blocks converted and timed alone the same way), MACs and params. Then RMSE and Spearman rank correlation of
+each predictor vs measured.
 
-    python scripts/bench_predictors.py [--models PATTERN,...] [--runs 200] [--out results/predictors.md]
+    python scripts/bench_predictors.py [--models PATTERN,...] [--runs 200] [--runtime NAME] [--target T]
+                                       [--out results/predictors.md]
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import argparse
 import math
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lut-runs", type=int, default=100)
     ap.add_argument("--out", default="results/predictors.md")
     ap.add_argument("--lut-file", default="results/lut_onnxruntime_1t.json")
+    ap.add_argument("--runtime", default="onnxruntime")
+    ap.add_argument("--target", default=None, help="default: the runtime's (onnx-fp32 for onnxruntime)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     names = sorted({n for pat in args.models.split(",") for n in mobexport.list_models(pat)})
@@ -65,27 +69,26 @@ def main(argv=None) -> int:
     peaks = hostcal.measure(threads=1)
     print(f"host peaks (1 thread): {peaks.peak_macs / 1e9:.1f} GMAC/s, {peaks.peak_bw / 1e9:.1f} GB/s, "
           f"RP {peaks.ridge_point:.1f}", file=sys.stderr)
-    table = lut.build(names, out=args.lut_file, runs=args.lut_runs, warmup=5, threads=1)
+    table = lut.build(names, runtime=args.runtime, target=args.target, out=args.lut_file, runs=args.lut_runs,
+                      warmup=5, threads=1, progress=lambda msg: print(msg, file=sys.stderr))
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            spec = mobexport.get_spec(name)
-            model = mobexport.reparameterize(mobexport.create_model(name))
-            path = Path(tmp) / f"{name}.onnx"
-            lut.export_onnx(model, (1, *spec.input_size), path)
-            measured, _ = lut.time_onnx(path, (1, *spec.input_size), args.runs, 10, 1)
-            rep = roofline.analyze(model, spec.input_size, "fp32", rps=(0,), peak_macs=peaks.peak_macs,
-                                   peak_bw=peaks.peak_bw)
-            rows.append({"model": name, "measured_ms": measured, "roofline_ms": rep["bound_ms"],
-                         "lut_ms": lut.predict(name, table)["predicted_ms"], "macs": rep["macs"],
-                         "params": count_params(model)})
-            print(f"{name}: {measured:.3f} ms", file=sys.stderr)
+    for name in names:
+        spec = mobexport.get_spec(name)
+        model = mobexport.reparameterize(mobexport.create_model(name))
+        measured, _ = lut.time_model(name, args.runtime, table.target, args.runs, 10, 1)
+        rep = roofline.analyze(model, spec.input_size, "fp32", rps=(0,), peak_macs=peaks.peak_macs,
+                               peak_bw=peaks.peak_bw)
+        rows.append({"model": name, "measured_ms": measured, "roofline_ms": rep["bound_ms"],
+                     "lut_ms": lut.predict(name, table)["predicted_ms"], "macs": rep["macs"],
+                     "params": count_params(model)})
+        print(f"{name}: {measured:.3f} ms", file=sys.stderr)
     m = [r["measured_ms"] for r in rows]
     mean = sum(m) / len(m)
     rmse = math.sqrt(sum((r["lut_ms"] - r["measured_ms"]) ** 2 for r in rows) / len(rows))
     corr = {k: spearman([r[k] for r in rows], m) for k in ("lut_ms", "roofline_ms", "macs", "params")}
     lines = [f"Predictors vs measured — {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-             f"onnxruntime 1 thread, min of {args.runs} (LUT blocks: min of {args.lut_runs}); "
+             f"{table.target} on {table.runtime} 1 thread (model and blocks converted by the target's converter, "
+             f"each timed in its own worker), min of {args.runs} (LUT blocks: min of {args.lut_runs}); "
              f"host peaks {peaks.peak_macs / 1e9:.1f} GMAC/s, {peaks.peak_bw / 1e9:.1f} GB/s "
              f"(ridge point {peaks.ridge_point:.1f} MACs/byte); {len(table.entries)} distinct blocks; "
              f"took {time.time() - t0:.0f} s", "",

@@ -147,16 +147,20 @@ def test_hung_worker_is_run_failed_after_the_timeout(exports, capsys):
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("mobexport-bench-")]
 
 
-def test_lut_builder_times_blocks_through_the_registry(extra_runtime, exports):
+def test_lut_builder_times_blocks_through_the_registry(extra_runtime, exports, capsys):
     from mobexport.benchmarks.analysis import lut
+    from mobexport.benchmarks.harness import BenchConfig
+    from mobexport.converters import resolve_target
 
     path = exports / MODEL / "onnx-fp32" / f"{MODEL}.onnx"
-    shape = (1, 3, 224, 224)
+    target, shape = resolve_target("onnx-fp32"), (1, 3, 224, 224)
     for name in ("onnxruntime", extra_runtime):  # the default, and the runtime dropped in for this test
-        mn, p50 = lut.time_onnx(path, shape, runs=5, warmup=1, threads=1, runtime=name)
+        mn, p50 = lut.time_block(path, target, shape, BenchConfig(runs=5, warmup=1, runtime=name))
         assert 0 < mn <= p50
-    with pytest.raises(UsageError, match="does not run format 'onnx'"):
-        lut.build([MODEL], runtime="ai-edge-litert")
+    assert lut.resolve(extra_runtime)[1].id == "onnx-fp32"  # --runtime takes it too: the registry's names
+    assert main(["lut", "build", MODEL, "--runtime", "ai-edge-litert", "--target", "onnx-fp32", "--out",
+                 str(exports / "t.json")]) == 2
+    assert "does not run format 'onnx'" in capsys.readouterr().err
 
 
 def test_per_layer_profile_is_written_beside_the_artifact(exports, capsys):

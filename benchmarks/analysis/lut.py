@@ -7,9 +7,14 @@ their module structure (``repr`` with all hyper-parameters) and input shape are 
 model's own ``forward`` outside any child (a functional global pool, a flatten) are not in the table; they
 are cheap, and the residual shows up in the accuracy figures.
 
-Each block is exported alone to ONNX (TorchScript exporter: 0.3 s vs 1–4 s per export for the dynamo one,
-same ORT graph for these ops), loaded by a registered runtime of the onnx format (``converters/runtimes``) and
-timed with the harness's own loop (``benchmarks/worker.py``: warm-up, then min of N round trips). ``predict`` needs no runtime at all.
+A table is built for one runtime of the registry (``converters/runtimes``) and one target a user deploys
+(``--target``, default the runtime's first format with its converter's default scheme: onnx-fp32 on
+onnxruntime, tflite-fp32 on ai-edge-litert). Each block of the deploy model (re-parameterized, BatchNorm
+folded, the seed-0 weights ``mobexport <format> NAME`` exports) is converted alone by that target's registered
+converter — ``Converter.convert``, the code a user's export runs, dependencies first (tensorrt-* from
+onnx-fp32); int8 targets are calibrated on the block's real inputs for 8 photos — then timed as ``bench`` times
+an artifact (``harness.time_file``: the chosen runtime, a fresh worker per block unless in-process, the one
+timing loop of ``benchmarks/worker.py``). ``predict`` needs no runtime at all.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _CONTAINERS = ("Sequential", "ModuleList")
+BLOCKS_FROM = "the target's converter (mobexport.converters), timed by harness.time_file"
 
 
 @dataclass
@@ -56,6 +62,8 @@ class LatencyTable:
     device: dict = field(default_factory=dict)
     created: str = ""
     entries: dict[str, Entry] = field(default_factory=dict)
+    target: str = "onnx-fp32"  # the target every block was converted to
+    blocks_from: str = ""  # how the blocks were made; "" in tables from before the converters made them
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -113,75 +121,194 @@ def decompose(model, input_size) -> list[BlockRef]:
     return seen
 
 
-def _deploy(name: str):
-    import mobexport
+# ---------------------------------------------------------------- runtime and target
 
-    spec = mobexport.get_spec(name)
-    return spec, mobexport.reparameterize(mobexport.create_model(spec.name))
+def resolve(runtime: str = "onnxruntime", target: str | None = None):
+    """(Runtime, Target) a table is built for: ``runtime`` from the registry (did-you-mean when unknown),
+    ``target`` a registered target id of a format that runtime runs (default: the converter's default scheme
+    of the runtime's first format, e.g. onnx-fp32 for onnxruntime, tflite-fp32 for ai-edge-litert)."""
+    from mobexport.converters import get_converter, resolve_target
+    from mobexport.converters.runtimes import choose, get_runtime
+    from mobexport.exporter.errors import UsageError
+
+    rt = get_runtime(runtime)
+    if target is None:
+        fmt = rt.formats[0]
+        target = f"{fmt}-{get_converter(fmt).default_scheme}"
+    t = resolve_target(target)
+    choose(t.format, rt.name)  # UsageError: the runtime does not run that target's format
+    for what, avail in ((f"runtime {rt.name}", rt.available()), (f"target {t.id}", get_converter(t.format).is_available())):
+        if not avail.ok:
+            raise UsageError(f"{what} unavailable here: {avail.reason}" + (f" ({avail.install_hint})"
+                                                                            if avail.install_hint else ""))
+    return rt, t
 
 
-def export_onnx(module, input_shape, path: Path) -> None:
-    import torch
+# ---------------------------------------------------------------- one block: convert, then time
 
-    module.eval()
-    with torch.no_grad():
-        torch.onnx.export(module, (torch.randn(*input_shape),), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"])
+def block_spec(spec, ref: BlockRef, calibration: list):
+    """The block's own spec: its input shape, and a preprocessing whose normalised range is the range its
+    calibration inputs span (what an int8 converter pins the input's quantization to)."""
+    import dataclasses
 
-
-def time_onnx(path: Path, input_shape, runs: int, warmup: int, threads: int,
-              runtime: str = "onnxruntime") -> tuple[float, float]:
-    """(min_ms, p50_ms) of ``runs`` round trips after ``warmup``: the block loaded by a registered runtime of the
-    onnx format (``converters/runtimes``) and timed with the harness's own loop (``benchmarks/worker.py``)."""
     import numpy as np
 
-    from mobexport.benchmarks.worker import time_round_trips, warm_up
-    from mobexport.converters.runtimes import choose
+    lo, hi = (float(min(np.min(c) for c in calibration)), float(max(np.max(c) for c in calibration))) \
+        if calibration else (-1.0, 1.0)
+    hi = max(hi, lo + 1e-6)
+    pp = dataclasses.replace(spec.preprocessing, mean=(-lo / (hi - lo),) * 3, std=(1 / (hi - lo),) * 3)
+    return dataclasses.replace(spec, name=f"block_{ref.key}", input_size=tuple(ref.input_shape[1:]),
+                               preprocessing=pp)
 
-    runner = choose("onnx", runtime).load(path, {}, threads)
+
+def convert_block(ref: BlockRef, target, spec, folder: Path, calibration: list | None = None) -> Path:
+    """``ref.module`` converted alone by the target's registered converter (``Converter.convert``: the code a
+    user's export of that target runs, default options), with the targets it depends on converted first; the
+    artifact's path in ``folder``. ``calibration``: the block's real inputs (int8 targets)."""
+    import dataclasses
+
+    import torch
+
+    from mobexport.converters import get_converter, resolve_target
+    from mobexport.converters.base import Artifact, ExportState, parse_options
+
+    calibration = calibration or []
+    deps = {d: Artifact(d, convert_block(ref, resolve_target(d), spec, folder, calibration))
+            for d in target.depends_on}
+    conv = get_converter(target.format)
+    general, own = parse_options(conv, target, {})
+    x = torch.from_numpy(calibration[0]) if calibration else torch.randn(*ref.input_shape,
+                                                                          generator=torch.Generator().manual_seed(0))
+    state = ExportState(model_name=f"block_{ref.key}", target=target, spec=block_spec(spec, ref, calibration),
+                        model=ref.module.eval(), example_input=x, calibration=calibration, workdir=folder,
+                        options={**dataclasses.asdict(general), **dataclasses.asdict(own)}, dependencies=deps)
+    with torch.no_grad():
+        return Path(conv.convert(state, folder / f"{ref.key}.{target.id}{conv.extension}"))
+
+
+def time_block(path: Path, target, input_shape, cfg) -> tuple[float, float]:
+    """(min_ms, p50_ms) of the block's artifact, timed as ``bench`` times one (``harness.time_file``: the
+    runtime of ``cfg``, the worker's loop); RuntimeError with the worker's reason when it failed."""
+    import numpy as np
+
+    from mobexport.benchmarks.harness import time_file
+
+    x = np.random.default_rng(0).standard_normal(tuple(input_shape)).astype(np.float32)
+    manifest = {"inputs": [{"name": "input", "shape": list(input_shape), "dtype": "float32", "layout": "NCHW"}]}
+    out = time_file(path, target.format, manifest, x, cfg)
+    if "error" in out:
+        raise RuntimeError(f"{out['error']}: {out['reason']}")
+    return float(min(out["samples"])), float(np.median(out["samples"]))
+
+
+def block_inputs(model, spec, refs: list[BlockRef], calibration_dir=None, n: int = 8) -> dict[str, list]:
+    """By key: the real inputs each of ``refs`` (modules of ``model``, or ``model`` itself) receives when ``n``
+    calibration photos (``--calibration DIR`` or ``make assets``) run through ``model``."""
+    import torch
+
+    from mobexport.quantization.calibration import image_sets
+
+    photos = image_sets(spec, calibration_dir).calibration[:n]
+    seen: dict[str, list] = {r.key: [] for r in refs}
+    handles = [r.module.register_forward_pre_hook(
+        lambda m, args, key=r.key: seen[key].append(args[0].detach().numpy().copy())) for r in refs]
     try:
-        x = runner.native_input(np.random.default_rng(0).standard_normal(input_shape).astype(np.float32))
-        warm_up(runner, x, max(0, warmup - 1))
-        samples = time_round_trips(runner, x, runs)
+        with torch.no_grad():
+            for x in photos:
+                model(torch.from_numpy(x))
     finally:
-        runner.close()
-    return float(min(samples)), float(np.median(samples))
+        for h in handles:
+            h.remove()
+    return {k: v[:n] for k, v in seen.items()}
 
+
+# ---------------------------------------------------------------- the table
 
 def build(models: list[str], runtime: str = "onnxruntime", out: str | os.PathLike | None = None,
-          runs: int = 200, warmup: int = 10, threads: int = 1) -> LatencyTable:
-    """Time every distinct block of ``models`` (merging into an existing table at ``out``)."""
-    from mobexport.converters.runtimes import choose
-    from mobexport.exporter.errors import MobexportError, UsageError
+          runs: int = 200, warmup: int = 10, threads: int = 1, target: str | None = None,
+          in_process: bool = False, calibration_dir=None, progress=None) -> LatencyTable:
+    """Time every distinct block of ``models`` converted to ``target`` on ``runtime`` (merging into an
+    existing table at ``out``, which must have been built for the same runtime, target and threads)."""
+    from mobexport.benchmarks.harness import BenchConfig
+    from mobexport.exporter.errors import UsageError
 
-    try:
-        rt = choose("onnx", runtime)  # the blocks are ONNX: a runtime of that format (device tables: the apps)
-    except MobexportError as e:
-        raise UsageError(f"lut build times ONNX blocks on this host: {e}; device tables come from the apps") from None
-    if not (avail := rt.available()).ok:
-        raise UsageError(f"runtime {runtime} unavailable: {avail.reason} ({avail.install_hint})")
+    rt, t = resolve(runtime, target)
+    cfg = BenchConfig(runs=runs, warmup=warmup, threads=threads, runtime=rt.name, in_process=in_process)
+    cfg.check()
     table = LatencyTable.load(out) if out and Path(out).exists() else LatencyTable(
-        runtime, rt.version(), threads, device=_device(), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    if table.runtime != runtime or table.threads != threads:
-        raise UsageError(f"{out} was built for {table.runtime} with {table.threads} threads; use another file")
+        rt.name, rt.version(), threads, device=_device(), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        target=t.id, blocks_from=BLOCKS_FROM)
+    if (table.runtime, table.threads, table.target) != (rt.name, threads, t.id):
+        raise UsageError(f"{out} was built for {table.target} on {table.runtime} with {table.threads} threads; "
+                         "use another file")
+    if table.blocks_from != BLOCKS_FROM:
+        how = table.blocks_from or "exported to ONNX by the builder's own exporter, not the target's converter"
+        raise UsageError(f"{out} holds blocks made another way ({how}); use another file")
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
-            spec, model = _deploy(name)
-            for ref in decompose(model, spec.input_size):
-                if ref.key in table.entries:
-                    continue
-                path = Path(tmp) / f"{ref.key}.onnx"
-                export_onnx(ref.module, ref.input_shape, path)
-                mn, p50 = time_onnx(path, ref.input_shape, runs, warmup, threads, runtime)
-                table.entries[ref.key] = Entry(ref.key, type(ref.module).__name__, list(ref.input_shape), mn, p50,
-                                               runs, f"{spec.name}:{ref.name}")
+            _add_model(table, name, t, cfg, Path(tmp), calibration_dir, progress)
             if out:
                 table.save(out)
     return table
 
 
+def _add_model(table: LatencyTable, name: str, target, cfg, folder: Path, calibration_dir, progress) -> None:
+    import shutil
+
+    spec, model = _deploy_model(name)
+    refs: dict[str, BlockRef] = {}
+    for r in decompose(model, spec.input_size):
+        if r.key not in table.entries:
+            refs.setdefault(r.key, r)
+    if not refs:
+        return
+    calib = block_inputs(model, spec, list(refs.values()), calibration_dir) if target.needs_calibration else {}
+    _fold(model)  # in place: the blocks' modules are folded as a user's export folds them
+    for i, (key, ref) in enumerate(refs.items()):
+        if progress:
+            progress(f"{spec.name}: block {i + 1}/{len(refs)} {ref.name} → {target.id}")
+        work = Path(tempfile.mkdtemp(dir=folder))
+        try:
+            mn, p50 = time_block(convert_block(ref, target, spec, work, calib.get(key)), target, ref.input_shape, cfg)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        table.entries[key] = Entry(key, type(ref.module).__name__, list(ref.input_shape), mn, p50, cfg.runs,
+                                   f"{spec.name}:{ref.name}")
+
+
+def _deploy_model(name: str):
+    """(spec, deploy form) of the weights ``mobexport <format> NAME`` exports without ``--weights``."""
+    import mobexport
+    from mobexport.converters.pipeline import build_zoo_model
+
+    spec = mobexport.get_spec(name)
+    return spec, mobexport.reparameterize(build_zoo_model(spec.name, seed=0)[0]).eval()
+
+
+def _fold(model) -> None:
+    from mobexport.exporter.passes.fold_batchnorm import fold_batchnorm
+
+    fold_batchnorm(model)
+
+
+def time_model(name: str, runtime: str = "onnxruntime", target: str | None = None, runs: int = 200,
+               warmup: int = 10, threads: int = 1, in_process: bool = False) -> tuple[float, float]:
+    """(min_ms, p50_ms) of a whole zoo model converted and timed exactly as its blocks are (what a table's
+    prediction is compared with: scripts/bench_predictors.py)."""
+    from mobexport.benchmarks.harness import BenchConfig
+
+    rt, t = resolve(runtime, target)
+    spec, model = _deploy_model(name)
+    ref = BlockRef(spec.name, model, (1, *spec.input_size))
+    calib = block_inputs(model, spec, [ref]) if t.needs_calibration else {}
+    _fold(model)
+    cfg = BenchConfig(runs=runs, warmup=warmup, threads=threads, runtime=rt.name, in_process=in_process)
+    with tempfile.TemporaryDirectory() as tmp:
+        return time_block(convert_block(ref, t, spec, Path(tmp), calib.get(ref.key)), t, ref.input_shape, cfg)
+
+
 def predict(name: str, table: LatencyTable) -> dict:
-    spec, model = _deploy(name)
+    spec, model = _deploy_model(name)
     blocks = decompose(model, spec.input_size)
     per_block, missing = [], []
     for ref in blocks:

@@ -14,7 +14,7 @@ from . import Runtime, register_runtime
 class TFLiteRunner(Runner):
     runtime = "ai-edge-litert"
 
-    def __init__(self, path: Path, num_threads: int = 1):
+    def __init__(self, path: Path, num_threads: int = 1, layout: str | None = None):
         self.threads = num_threads
         from importlib.metadata import version
 
@@ -26,7 +26,9 @@ class TFLiteRunner(Runner):
         self.compute_unit = "cpu (XNNPACK)"
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
-        self.nhwc = self.inp["shape"][-1] in (1, 3) and self.inp["shape"][1] not in (1, 3)
+        # the manifest's layout where it has one, else a guess from the shape (a 3-channel image's C position)
+        self.nhwc = layout.upper() == "NHWC" if layout else (
+            len(self.inp["shape"]) == 4 and self.inp["shape"][-1] in (1, 3) and self.inp["shape"][1] not in (1, 3))
 
     def native_input(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -67,4 +69,6 @@ class LiteRT(Runtime):
     def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
         self.take_options(options)
-        return TFLiteRunner(Path(artifact_path), num_threads=threads or 1)
+        m = manifest or {}
+        layout = (m.get("input") or (m.get("inputs") or [{}])[0]).get("layout")
+        return TFLiteRunner(Path(artifact_path), num_threads=threads or 1, layout=layout)

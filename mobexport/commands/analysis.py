@@ -25,8 +25,15 @@ def add_parser(name: str, p: argparse.ArgumentParser) -> None:
         sub = p.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
         b = sub.add_parser("build", help="time every distinct block of the given models on a runtime")
         b.add_argument("models", nargs="+", metavar="NAME")
-        b.add_argument("--runtime", choices=("onnxruntime",), default="onnxruntime",
-                       help="the runtime timed on this host (device tables come from the apps)")
+        b.add_argument("--runtime", default="onnxruntime", metavar="NAME",
+                       help="a registered runtime of this host (converters/runtimes; default onnxruntime)")
+        b.add_argument("--target", metavar="TARGET",
+                       help="the target every block is converted to by its converter, e.g. onnx-fp32, tflite-fp32, "
+                            "tflite-w8a8 (default: the runtime's first format, its converter's default scheme)")
+        b.add_argument("--calibration", metavar="DIR", help="int8 targets: photos the blocks' inputs come from "
+                                                            "(default: make assets)")
+        b.add_argument("--in-process", action="store_true",
+                       help="time each block in this process instead of a fresh worker process")
         b.add_argument("--out", required=True, metavar="FILE", help="lookup table JSON to write (merged if exists)")
         b.add_argument("--runs", type=int, default=200)
         b.add_argument("--warmup", type=int, default=10)
@@ -119,7 +126,7 @@ def _predict(args) -> int:
     if args.json:
         print_json(pred)
         return 0
-    console().print(f"{pred['model']}: predicted {pred['predicted_ms']:.3f} ms on {table.runtime} "
+    console().print(f"{pred['model']}: predicted {pred['predicted_ms']:.3f} ms ({table.target}) on {table.runtime} "
                     f"({pred['blocks']} blocks, {pred['missing']} missing from the table)")
     return 0 if not pred["missing"] else 2  # a usage/data problem (blocks not in the table), not a MISMATCH (1)
 
@@ -127,12 +134,18 @@ def _predict(args) -> int:
 def _lut(args) -> int:
     from mobexport.benchmarks.analysis import lut
 
-    table = lut.build(args.models, runtime=args.runtime, out=args.out, runs=args.runs, warmup=args.warmup,
-                      threads=args.threads)
+    from ._common import StepPrinter, backend_output
+
+    printer = StepPrinter()  # one line per block on stderr; the converters' own output hidden unless -v
+    with backend_output(printer):
+        table = lut.build(args.models, runtime=args.runtime, out=args.out, runs=args.runs, warmup=args.warmup,
+                          threads=args.threads, target=args.target, in_process=args.in_process,
+                          calibration_dir=args.calibration, progress=printer)
     if args.db:
         lut.store_table(table, args.db)
     if args.json:
         print_json(table.to_dict())
     else:
-        console().print(f"{len(table.entries)} blocks timed on {table.runtime} → {args.out}")
+        console().print(f"{len(table.entries)} blocks ({table.target}) timed on {table.runtime} → {args.out}")
     return 0
+
