@@ -149,7 +149,7 @@ def test_every_page_loads_offline_and_is_screenshotted(page, site, filled):
     r = httpx.get(site + download)
     assert r.status_code == 200 and r.content == (filled["exports"] / MODEL / "onnx-fp32" / f"{MODEL}.onnx").read_bytes()
     page.goto(site + "/api-docs")
-    assert page.locator("section.op code", has_text="/api/v1/results").count() >= 2
+    assert page.locator("table.api code", has_text="/api/v1/results").count() >= 2
     page.goto(site + "/pareto?y=size")  # the host's export has a size; the app examples' artifacts are not here
     # one point per artifact, device and runtime configuration (1 and 2 threads) with a size (from the manifest);
     # the torch baseline has no file and the app examples' artifacts are not among these exports

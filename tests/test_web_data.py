@@ -98,3 +98,17 @@ def test_filters_search_and_sort():
     assert data.filter_rows(rows, {}, "tensor a16") == []
     assert [r["id"] for r in data.sort_rows(rows, "min_ms", False)] == [2, 1]
     assert [r["id"] for r in data.sort_rows([*rows, _row(3, 1.0, threads=None)], "threads", True)][-1] == 3
+
+
+def test_the_pages_assets_ship_as_package_data():
+    from pathlib import Path
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "static/*" in cfg["package-data"]["mobexport.benchmarks.web"]
+    from mobexport.benchmarks.web import STATIC
+
+    for name in STATIC:
+        assert (root / "benchmarks" / "web" / "static" / name).is_file(), name

@@ -281,19 +281,31 @@ def artifacts_page(manifests: list[dict[str, Any]], api_base: str) -> str:
 # ---------------------------------------------------------------- API docs, login, errors
 
 
+def _param(p: dict[str, Any]) -> str:
+    """``name`` (where, type, bounds) of one OpenAPI parameter."""
+    sch = p.get("schema", {})
+    kinds = [a.get("type") for a in sch.get("anyOf", [sch]) if a.get("type") not in (None, "null")]
+    bounds = [f"{k} {sch[k]}" for k in ("minimum", "maximum", "maxLength") if k in sch]
+    extra = ", ".join([p.get("in", ""), *kinds, *bounds, *(["required"] if p.get("required") else [])])
+    return f"<code>{e(p.get('name'))}</code> <small>({e(extra)})</small>"
+
+
 def api_page(doc: dict[str, Any]) -> str:
-    out = [f'<p>{e(doc.get("info", {}).get("title"))}, version {e(doc.get("info", {}).get("version"))}. '
-           'The machine-readable document is <a href="/openapi.json">/openapi.json</a> (same access rules as the '
-           'API: with a token, send <code>Authorization: Bearer TOKEN</code>).</p>']
+    rows = []
     for path, ops in doc.get("paths", {}).items():
         for method, op in ops.items():
-            params = ", ".join(f'{e(p["name"])} ({e(p["in"])})' for p in op.get("parameters", []))
-            codes = ", ".join(f"{e(c)} {e(v.get('description', ''))}" for c, v in op.get("responses", {}).items())
-            body = " Body: a result.schema.json record (application/json)." if "requestBody" in op else ""
-            out.append(f'<section class="op"><h3><span class="method">{e(method.upper())}</span> <code>{e(path)}'
-                       f'</code></h3><p>{e(op.get("summary", ""))}{body}</p>'
-                       + (f"<p>Parameters: {params}</p>" if params else "") + f"<p>Answers: {codes}</p></section>")
-    return "".join(out)
+            params = "<br>".join(_param(p) for p in op.get("parameters", []))
+            if "requestBody" in op:
+                params += ("<br>" if params else "") + "body: a result.schema.json record (application/json)"
+            codes = " ".join(f'<span class="code" title="{e(v.get("description", ""))}">{e(c)}</span>'
+                             for c, v in op.get("responses", {}).items())
+            rows.append([f'<span class="method">{e(method.upper())}</span>', f"<code>{e(path)}</code>",
+                         e(op.get("summary", "")), params or "–", codes])
+    info = doc.get("info", {})
+    return (f'<p>{e(info.get("title"))}, version {e(info.get("version"))}, from its OpenAPI document '
+            '(<a href="/openapi.json">/openapi.json</a>, behind the same rules as the API: with a token, send '
+            '<code>Authorization: Bearer TOKEN</code>). Hover an answer code for its meaning.</p>' +
+            _table(["", "path", "what", "parameters", "answers"], rows, "api"))
 
 
 def login_page(csrf: str, next_path: str, error: str = "") -> str:
