@@ -233,3 +233,95 @@ def test_android_uses_litert_with_gpu_delegate():
     import hashlib
 
     assert json.loads(manifest.read_text())["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ one protocol
+
+KIT_KT = apps.ANDROID_DIR / "benchkit" / "src" / "main" / "kotlin" / "dev" / "mobexport" / "benchkit"
+KIT_SWIFT = apps.IOS_DIR / "BenchmarkKit" / "Sources" / "BenchmarkKit"
+
+
+def _kt_const(name: str, text: str) -> int:
+    return int(re.search(rf"const val {name} = ([\d_]+)L?\n", text).group(1).replace("_", ""))
+
+
+def _swift_static(name: str, text: str) -> float:
+    return float(re.search(rf"static let {name}(?:: \w+)? = ([\d_.]+)\n", text).group(1).replace("_", ""))
+
+
+def test_kits_share_the_hosts_protocol_numbers(schema):
+    """Both kits: the host's default warm-up and runs, the schema's largest run count, a 600 s cool-down."""
+    from mobexport.benchmarks.harness import BenchConfig
+
+    kt = (KIT_KT / "BenchmarkRunner.kt").read_text()
+    sw = (KIT_SWIFT / "BenchmarkRunner.swift").read_text()
+    host = BenchConfig()
+    assert _kt_const("DEFAULT_WARMUP", kt) == _swift_static("defaultWarmup", sw) == host.warmup == 20
+    assert _kt_const("DEFAULT_RUNS", kt) == _swift_static("defaultRuns", sw) == 1000
+    largest = schema["properties"]["runs"]["maximum"]
+    assert largest == schema["properties"]["samples_ms"]["maxItems"] == 100_000
+    assert _kt_const("MAX_RUNS", kt) == _swift_static("maxRuns", sw) == largest
+    assert _kt_const("MAX_COOLDOWN_MILLIS", kt) == 1000 * _swift_static("maxCooldownSeconds", sw) == 600_000
+
+
+def test_the_server_takes_a_record_of_the_largest_run_count(schema):
+    """A record with the schema's largest run count, every sample at full double precision, fits the server's body
+    limit (the apps' uploads were refused at 1 MiB)."""
+    from mobexport.benchmarks.results import BenchmarkResult
+    from mobexport.benchmarks.server import MAX_BODY
+
+    example = json.loads((apps.EXAMPLES_DIR / "android_result.json").read_text())
+    n = schema["properties"]["runs"]["maximum"]
+    samples = [1.0 + i * 1.2345678901234e-7 + 1 / 3 for i in range(n)]
+    fields = {k: v for k, v in example.items() if k not in
+              ("min_ms", "p50_ms", "p90_ms", "mean_ms", "std_ms", "max_ms", "samples_ms", "runs")}
+    record = BenchmarkResult.from_samples(samples, runs=n, **fields).to_dict()
+    body = json.dumps(record).encode()
+    assert len(body) > 1 << 20  # the old limit refused it
+    assert len(body) < MAX_BODY
+
+
+def _headless_keys_kt() -> list[str]:
+    text = (KIT_KT / "HeadlessJob.kt").read_text()
+    return re.findall(r'"(\w+)"', re.search(r"val KEYS = listOf\(([^)]*)\)", text).group(1))
+
+
+def _headless_keys_swift() -> list[str]:
+    text = (KIT_SWIFT / "HeadlessJob.swift").read_text()
+    return re.findall(r'"(\w+)"', re.search(r"static let keys = \[([^\]]*)\]", text).group(1))
+
+
+def test_headless_arguments_are_the_same_on_both_apps_and_documented():
+    keys = _headless_keys_kt()
+    assert keys == _headless_keys_swift()
+    assert {"server", "token", "artifacts", "runs", "threads", "delegate"} <= set(keys)
+    docs = (apps.ROOT / "docs" / "apps.md").read_text()
+    adb = re.search(r"adb shell am start [^\n]*-n dev\.mobexport\.bench/\.MainActivity[^\n]*(?:\n[^\n`]+)*", docs)
+    assert adb, "docs/apps.md has no adb shell am start line"
+    assert {"server", "token", "artifacts", "runs", "threads", "delegate"} <= set(re.findall(r"--e[si] (\w+)", adb.group(0)))
+    assert "xcodebuild test" in docs and "TEST_RUNNER_MOBEXPORT_SERVER" in docs
+    for key in keys:
+        assert f"`{key}`" in docs, f"docs/apps.md does not describe the headless key {key}"
+
+
+def test_pending_uploads_refuse_the_same_statuses_on_both_apps():
+    kt = (KIT_KT / "PendingUploads.kt").read_text()
+    sw = (KIT_SWIFT / "PendingUploads.swift").read_text()
+    kt_codes = {int(c) for c in re.search(r"PERMANENT = setOf\(([^)]*)\)", kt).group(1).split(",")}
+    sw_codes = {int(c) for c in re.search(r"permanentStatuses: Set<Int> = \[([^\]]*)\]", sw).group(1).split(",")}
+    assert kt_codes == sw_codes == {400, 413, 415, 422}
+    # what the server answers for a body it will never take (tests/test_server.py checks it does)
+    assert {401, 408, 503} & kt_codes == set()
+
+
+def test_timed_region_and_round_trip_note_are_the_same_on_both_apps():
+    kt = (KIT_KT / "BenchmarkResult.kt").read_text()
+    sw = (KIT_SWIFT / "ResultBuilder.swift").read_text()
+    note = "timed region: invoke; round trip (write input + invoke + read output) "
+    assert note in kt and note.rstrip() in sw.replace('" +\n            "', "")
+    for runner in ((KIT_KT / "BenchmarkRunner.kt").read_text(), (KIT_SWIFT / "BenchmarkRunner.swift").read_text()):
+        loop = runner[re.search(r"for \(?(i|index) in 0(?: until |\.\.<)config\.runs", runner).start():]
+        loop = loop[:loop.index("progress(")]
+        order = [m.group(0) for m in re.finditer(r"writeInput|invoke\(\)|readOutput|nanoTime\(\)|nowNanoseconds\(\)", loop)]
+        clock = "nanoTime()" if "nanoTime()" in order else "nowNanoseconds()"
+        assert order == [clock, "writeInput", clock, "invoke()", clock, "readOutput", clock], order
