@@ -4,8 +4,9 @@ A runtime module ``converters/runtimes/<name>.py`` decorates a ``Runtime`` subcl
 every module of this package (and of any folder added to its ``__path__``) is imported on first use, so a
 second runtime for a format is one file. A runtime has a ``name``, the ``formats`` it runs, ``version()``,
 ``available()`` (an ``Availability`` with the install hint) and ``load(artifact_path, manifest, threads,
-options) -> Runner``. Validation, ``Converter.load``, ``mobexport bench`` (``--runtime NAME``) and the PyTorch
-baseline all go through it; the default for a format is its first runtime by ``rank`` (then registration
+options) -> Runner``. Validation, ``Converter.load``, ``mobexport bench`` (``--runtime NAME``), the lookup tables,
+TensorRT engines and the PyTorch baseline all go through it, and all time with its one loop (``warm_up`` and
+``time_round_trips``, ``_timing.py``); the default for a format is its first runtime by ``rank`` (then registration
 order). Runtime modules import their backend inside functions only, so the registry is cheap to scan and a
 timing worker (``benchmarks/worker.py``) imports nothing but its runtime and numpy.
 """
@@ -20,8 +21,10 @@ from mobexport.exporter.errors import UnknownNameError, UsageError
 
 from .. import _registry
 from ..base import Availability, Runner
+from ._timing import time_round_trips, warm_up
 
-__all__ = ["Runtime", "available_runtimes", "default_runtime", "get_runtime", "register_runtime", "runtimes_for"]
+__all__ = ["Runtime", "available_runtimes", "default_runtime", "get_runtime", "register_runtime", "runtimes_for",
+           "time_round_trips", "warm_up"]
 
 _REGISTRY: dict[str, Runtime] = {}
 _BROKEN: dict[str, str] = {}
