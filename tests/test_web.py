@@ -292,3 +292,33 @@ def test_login_form_is_csrf_safe_and_pages_refuse_strangers(lan_site, site):
 def test_odd_input_is_a_4xx_page_never_a_5xx(site, path):
     r = httpx.get(site + path)
     assert r.status_code < 500, (path, r.status_code)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_pages_over_both_stores_without_a_browser(backend, tmp_path):
+    """The same pages over SQLite and PostgreSQL (CI starts one): the app payloads posted, every page 200 with its
+    security headers, the slower run flagged."""
+    if backend == "sqlite":
+        db = str(tmp_path / "w.db")
+    else:
+        base = os.environ.get("MOBEXPORT_TEST_PG_URL")
+        if not base:
+            pytest.skip("MOBEXPORT_TEST_PG_URL not set: no PostgreSQL to test against (CI starts one)")
+        from .test_store import _fresh_pg_url
+
+        db = _fresh_pg_url(base)
+    app = create_app(db, artifacts_dir=tmp_path)
+    with serve_in_thread(app) as url:
+        ids = [post_result(url, _example("android_result.json", s)) for s in ANDROID_SCALES]
+        post_result(url, _example("ios_result.json"))
+        for path in ("/", f"/results/{ids[-1]}", "/models/mobileone_s1", "/regressions", "/pareto", "/artifacts",
+                     "/api-docs", "/?model=mobileone_s1&sort=min_ms&desc=0&q=pixel"):
+            r = httpx.get(url + path)
+            assert r.status_code == 200, (backend, path)
+            assert "default-src 'none'" in r.headers["content-security-policy"] and "<script" not in r.text
+        assert httpx.head(url + "/").status_code == 200
+        regressions = httpx.get(url + "/regressions").text
+        assert regressions.count('data-flag="slower"') == 1 and f'href="/results/{ids[-1]}"' in regressions
+        assert httpx.get(f"{url}/results/{ids[0]}.json").json()["samples_ms"] == _example("android_result.json")[
+            "samples_ms"]
+    app.state.store.close()
