@@ -70,7 +70,8 @@ def kit_classes() -> Path:
         digest.update(str(src.relative_to(KIT)).encode() + b"\0" + src.read_bytes() + b"\0")
     out = CACHE / "build" / digest.hexdigest()[:16]
     if not (out / ".complete").is_file():
-        shutil.rmtree(out, ignore_errors=True)
+        for stale in (CACHE / "build").glob("*"):  # builds of earlier sources
+            shutil.rmtree(stale, ignore_errors=True)
         out.mkdir(parents=True)
         cmd = [str(home / "bin" / "kotlinc"), "-jvm-target", "17", "-nowarn", "-Werror",
                "-cp", os.pathsep.join(str(p) for p in JARS.values()), "-d", str(out), *map(str, _sources())]
