@@ -284,8 +284,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
                   include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
     elif num_cpus:
         raise UsageError("--num-cpus sizes the embedded local cluster only; a running cluster has its own")
-    try:
-        ray.init(address=address, **kw)
+    try:  # "local": a new cluster even where one started with `ray start` runs (None would join that one)
+        ray.init(address=address or "local", **kw)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise UsageError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0][:300]}",
                          hint="start one with 'ray start --head', or leave out --address for a local one") from e

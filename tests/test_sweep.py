@@ -160,3 +160,21 @@ def test_sqlite_refused_on_a_multi_node_cluster(cluster, tmp_path):
     rc, out, err = _finish(_sweep(MODELS[0], "--to", "onnx-fp32", "--address", cluster, "--db", str(db)))
     assert rc == 2 and "SQLite" in err and "2 nodes" in err and "postgresql://" in err
     assert not (tmp_path / "exports").exists()
+
+
+def test_embedded_local_cluster_with_sqlite_and_an_fsspec_url(tmp_path):
+    """Without --address Ray starts in the sweep's own process (one node: a SQLite file is fine there), also
+    beside a running cluster; artifacts go through fsspec to a file:// URL."""
+    db, art = tmp_path / "results.db", tmp_path / "artifacts"
+    rc, out, err = _finish(_sweep(MODELS[1], "--to", "onnx-fp32", "--num-cpus", "1", "--db", str(db),
+                                  "--artifacts", art.as_uri(), "--json"))
+    assert rc == 0, err[-3000:]
+    (cell,) = json.loads(out)["cells"]
+    assert cell["state"] == "done" and cell["status"] == "OK" and json.loads(out)["nodes"] == 1
+    assert cell["record"]["artifact"] == f"{art.as_uri()}/{MODELS[1]}/onnx-fp32/{MODELS[1]}.onnx"
+    folder = art / MODELS[1] / "onnx-fp32"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["sha256"] == cell["record"]["sha256"] and (folder / f"{MODELS[1]}.onnx").is_file()
+    with open_store(str(db)) as store:
+        (row,) = cells.cell_rows(store)
+    assert (row["model"], row["state"], row["attempts"]) == (MODELS[1], "done", 1)
