@@ -64,6 +64,27 @@ class ManifestTest {
     }
 
     @Test
+    fun anyBadEntrySkipsOnlyItself() {
+        val good = """{"model": "ok", "target": "tflite-fp32", "sha256": "$SHA",
+            "input": {"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32"}}"""
+        val list = ArtifactManifest.parseList(
+            """[$good, 7, null, {"model": "no_input", "target": "tflite-fp32", "sha256": "$SHA"},
+                {"model": "bad_mean", "target": "tflite-fp32", "sha256": "$SHA",
+                 "input": {"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32"},
+                 "preprocessing": {"mean": ["a", 0, 0], "std": [1, 1, 1]}},
+                {"model": "huge", "target": "tflite-fp32", "sha256": "$SHA",
+                 "input": {"name": "x", "shape": [1e30, 3, 8, 8], "dtype": "float32"}}]""",
+        )
+        assertEquals(listOf("ok"), list.map { it.model })
+        assertThrows(BenchmarkException::class.java) {
+            ArtifactManifest.parseList("""{"artifacts": 5}""")
+        }
+        assertThrows(BenchmarkException::class.java) {
+            ArtifactManifest.parseList("[{")
+        }
+    }
+
+    @Test
     fun rejectsBadShapeAndChecksum() {
         assertThrows(BenchmarkException::class.java) {
             ArtifactManifest.parse(
