@@ -39,7 +39,7 @@ public struct HeadlessJob: Equatable, Sendable {
     /// (`MOBEXPORT_SERVER`, ...: the XCTest entry) into one key -> text map; arguments win. Others are ignored.
     public static func values(arguments: [String], environment: [String: String]) -> [String: String] {
         var out: [String: String] = [:]
-        for key in keys {
+        for key in Self.keys {
             if let value = environment["MOBEXPORT_" + key.uppercased()] {
                 out[key] = value
             }
@@ -52,7 +52,7 @@ public struct HeadlessJob: Equatable, Sendable {
             } else if name.hasPrefix("-") {
                 name.removeFirst()
             }
-            if arguments[index].hasPrefix("-") && keys.contains(name) && index + 1 < arguments.count {
+            if arguments[index].hasPrefix("-") && Self.keys.contains(name) && index + 1 < arguments.count {
                 out[name] = arguments[index + 1]
                 index += 2
             } else {
@@ -68,9 +68,9 @@ public struct HeadlessJob: Equatable, Sendable {
         guard let server = values["server"]?.trimmingCharacters(in: .whitespaces), !server.isEmpty else {
             return nil
         }
-        let unknown = values.keys.filter { !keys.contains($0) }.sorted()
+        let unknown = values.keys.filter { !Self.keys.contains($0) }.sorted()
         guard unknown.isEmpty else {
-            throw BenchmarkError.invalidConfig("unknown headless argument(s) \(unknown); known: \(keys)")
+            throw BenchmarkError.invalidConfig("unknown headless argument(s) \(unknown); known: \(Self.keys)")
         }
         let delegateText = values["delegate"]?.trimmingCharacters(in: .whitespaces) ?? ""
         let delegate = delegateText.isEmpty ? (delegates.first ?? "") : delegateText
