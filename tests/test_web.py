@@ -20,6 +20,7 @@ import pytest
 
 from mobexport.benchmarks.results import compute_stats
 from mobexport.benchmarks.server import create_app, post_result, serve_in_thread
+from mobexport.benchmarks.store.accuracy import add_accuracy
 from mobexport.cli import main
 
 pytestmark = pytest.mark.xdist_group("web")
@@ -311,12 +312,23 @@ def test_pages_over_both_stores_without_a_browser(backend, tmp_path):
     with serve_in_thread(app) as url:
         ids = [post_result(url, _example("android_result.json", s)) for s in ANDROID_SCALES]
         post_result(url, _example("ios_result.json"))
+        for name, top1 in (("android_result.json", 0.712), ("ios_result.json", 0.708)):
+            rec = _example(name)  # an evaluation of each app artifact, as `mobexport eval` stores it
+            add_accuracy(app.state.store, {
+                "artifact_sha256": rec["artifact_sha256"], "model": rec["model"], "target": rec["target"],
+                "weights": rec["weights"], "dataset_path": "/data/val", "dataset_fingerprint": "f" * 64,
+                "n_images": 500, "artifact_top1": top1, "status": "OK", "float_status": "OK",
+                "tool_versions": {}, "timestamp": rec["timestamp"]})
         for path in ("/", f"/results/{ids[-1]}", "/models/mobileone_s1", "/regressions", "/pareto", "/artifacts",
                      "/api-docs", "/?model=mobileone_s1&sort=min_ms&desc=0&q=pixel"):
             r = httpx.get(url + path)
             assert r.status_code == 200, (backend, path)
             assert "default-src 'none'" in r.headers["content-security-policy"] and "<script" not in r.text
         assert httpx.head(url + "/").status_code == 200
+        pareto = httpx.get(url + "/pareto").text  # measured top-1 is the default axis once there is one
+        assert "measured top-1 (%)" in pareto and pareto.count('<circle class="point') == 2
+        assert pareto.count("point s0 front") + pareto.count("point s1 front") == 2  # iPhone faster, Pixel better
+        assert "71.2" in httpx.get(f"{url}/results/{ids[-1]}").text  # the evaluation shows on the result page
         regressions = httpx.get(url + "/regressions").text
         assert regressions.count('data-flag="slower"') == 1 and f'href="/results/{ids[-1]}"' in regressions
         assert httpx.get(f"{url}/results/{ids[0]}.json").json()["samples_ms"] == _example("android_result.json")[

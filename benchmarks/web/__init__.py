@@ -210,7 +210,8 @@ class _Web:
         from mobexport.benchmarks.store.accuracy import latest_accuracy
 
         verdicts = data.regressions(self.rows())
-        acc = latest_accuracy(self.store, [v.latest["sha256"] for v in verdicts])
+        acc = {sha: rec for sha, rec in latest_accuracy(self.store, [v.latest["sha256"] for v in verdicts]).items()
+               if isinstance(rec.get("artifact_top1"), float)}
         y = request.query_params.get("y", "top1" if acc else "size")
         if y not in PARETO_AXES:
             raise HTTPException(400, f"y= takes one of {', '.join(PARETO_AXES)}")

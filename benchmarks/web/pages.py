@@ -243,7 +243,7 @@ def pareto_page(points: list[dict[str, Any]], front: list[dict[str, Any]], y: st
     index = {d: i for i, d in enumerate(devices)}
     chart = svg.scatter_svg(points, front, axes[y], lambda r: index[r["device"]], lambda r: result_href(r["id"]),
                             lambda r: f'{r["model"]} {r["target"]} · {r["runtime"]} {r["threads"] or "–"} thr')
-    legend = "".join(f'<span class="legend"><svg viewBox="0 0 10 10" class="dot"><circle class="point s{i % 8}" '
+    legend = "".join(f'<span class="legend"><svg viewBox="0 0 10 10" class="dot"><circle class="s{i % 8}" '
                      f'cx="5" cy="5" r="4"/></svg>{e(d)}</span>' for d, i in index.items())
     rows = [[f'<a href="{result_href(p["row"]["id"])}">{e(p["row"]["model"])}</a>', e(p["row"]["target"]),
              e(p["row"]["device"]), e(p["row"]["runtime"]), e(p["row"]["threads"]), ms(p["x"]), f'{p["y"]:.4g}']
