@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from mobexport.benchmarks.results import _percentile as _quantile  # numpy's 'linear' percentile
+
 NOISE_FLOOR = 0.03  # a min-of-N on one device moves by a few % between runs even when nothing changed
 NOISE_K = 3.0
 DEFAULT_BAND = 0.10  # fewer than MIN_HISTORY earlier runs: no estimate of the noise
@@ -198,13 +200,6 @@ def frontier(points: list[dict[str, Any]], higher_is_better: bool) -> list[dict[
 
 
 # ---------------------------------------------------------------- histogram
-
-
-def _quantile(s: list[float], q: float) -> float:
-    pos = (len(s) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def bin_count(samples: list[float]) -> int:
