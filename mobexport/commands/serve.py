@@ -39,7 +39,7 @@ def run(args) -> int:
     except BaseException:
         sock.close()
         raise
-    notice(f"mobexport serve: http://{args.host}:{args.port}/api/v1 (artifacts from {args.artifacts}, "
-           f"results into {redact_url(app.state.store.url)}{', token required' if args.token else ''})")
+    notice(f"mobexport serve: results pages at http://{args.host}:{args.port}/, API at /api/v1 (artifacts from "
+           f"{args.artifacts}, results into {redact_url(app.state.store.url)}{', token required' if args.token else ''})")
     server.run(app, sock)
     return 0
