@@ -88,11 +88,11 @@ def select_targets(spec: str | Iterable[str]) -> list[str]:
 def export_all(model: Any, targets: str | Iterable[str] = ALL, *, bench: bool = False, runs: int = 100,
                warmup: int = 10, threads: int | None = 1, out_dir: str | os.PathLike = "exports",
                progress: Callable[[str], None] | None = None, wrap: Callable | None = None, store=None,
-               **export_kwargs: Any) -> list[TargetRecord]:
+               report: Callable[[int, int], None] | None = None, **export_kwargs: Any) -> list[TargetRecord]:
     """Export ``model`` to each of ``targets`` (see ``select_targets``) with ``export()``'s keyword arguments
     (``weights``, ``num_classes``, ``input_size``, ``labels``, ``options``, ...); then, with ``bench``, time each
     artifact whose runtime exists here (``runs`` round trips after ``warmup``), adding each result to ``store``
-    (an open results store) as ``mobexport bench`` does. ``wrap`` (a context-manager factory) surrounds each
+    (an open results store) as ``mobexport bench`` does; ``report(done, runs)`` follows the timed runs. ``wrap`` (a context-manager factory) surrounds each
     backend call, e.g. to capture the backends' console output."""
     ids = select_targets(targets)
     built: dict = {}  # one build per distinct export: onnx-fp32 once, though both TensorRT targets need it
@@ -104,7 +104,7 @@ def export_all(model: Any, targets: str | Iterable[str] = ALL, *, bench: bool = 
         cfg.check()
         for rec in records:
             if rec.artifact is not None:
-                _bench_one(rec, cfg, progress, wrap, store)
+                _bench_one(rec, cfg, progress, wrap, store, report)
     return records
 
 
@@ -139,7 +139,7 @@ def _runtime_note(tid: str) -> str:
     return conv.runtime_name or conv.format if conv.runtime_available().ok else "none here"
 
 
-def _bench_one(rec: TargetRecord, cfg, progress, wrap, store) -> None:
+def _bench_one(rec: TargetRecord, cfg, progress, wrap, store, report) -> None:
     import contextlib
     from pathlib import Path
 
@@ -147,7 +147,8 @@ def _bench_one(rec: TargetRecord, cfg, progress, wrap, store) -> None:
 
     try:
         with (wrap() if wrap else contextlib.nullcontext()):
-            outcomes = run_benchmarks([str(Path(rec.artifact).parent)], cfg, progress=progress, store=store)
+            outcomes = run_benchmarks([str(Path(rec.artifact).parent)], cfg, progress=progress, store=store,
+                                      report=report)
     except MobexportError as e:
         rec.bench_status, rec.bench_reason = Status.RUN_FAILED, str(e)
         rec.exit_code = max(rec.exit_code, e.exit_code)

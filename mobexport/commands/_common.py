@@ -147,7 +147,8 @@ def backend_output(printer: StepPrinter | None = None):
         for s in old:
             s.flush()
         saved = os.dup(1), os.dup(2)
-        user = _user_stream(old[0], 1, saved[0]), _user_stream(old[1], 2, saved[1])
+        user = _user_stream(old[0], 1, saved[0]), (getattr(printer, "stream", None)  # the live display's
+                                                    or _user_stream(old[1], 2, saved[1]))
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
         theirs = os.fdopen(os.dup(tmp.fileno()), "w", buffering=1, encoding="utf-8", errors="replace")
@@ -172,8 +173,8 @@ def backend_output(printer: StepPrinter | None = None):
                 if u is not o:
                     u.close()
             logging.disable(logging.NOTSET)
-            if failed:
-                _show_tail(tmp)
+            if failed:  # above the live display on a terminal (a redraw would cover it otherwise)
+                _show_tail(tmp, getattr(printer, "stream", None) or sys.stderr)
 
 
 def _is_fd(stream, fd: int) -> bool:
@@ -183,13 +184,14 @@ def _is_fd(stream, fd: int) -> bool:
         return False
 
 
-def _show_tail(tmp, lines: int = 20) -> None:
+def _show_tail(tmp, stream=None, lines: int = 20) -> None:
+    stream = stream or sys.stderr
     tmp.seek(0)
     text = tmp.read().decode("utf-8", "replace").splitlines()
     if text:
         print(f"backend output (last {min(lines, len(text))} of {len(text)} lines; -v shows it all):",
-              file=sys.stderr)
-        print("\n".join("  | " + t for t in text[-lines:]), file=sys.stderr, flush=True)
+              file=stream)
+        print("\n".join("  | " + t for t in text[-lines:]), file=stream, flush=True)
 
 
 _native_log: list = []  # the file that holds what native code wrote to fds 1/2 (kept open until exit)

@@ -11,6 +11,7 @@ skipped because its runtime is missing here, 3 nothing could be timed, 4 an arti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 from ._common import notice, print_json
@@ -76,9 +77,15 @@ def run(args) -> int:
         from mobexport.benchmarks.store import open_store
 
         store = open_store(args.db)
+    from .live import LiveSteps, live_terminal
+
+    # on a terminal a live display with a bar over the timed runs; piped one line as each artifact starts
+    live = LiveSteps() if live_terminal() and not args.json else None
     try:
-        outcomes = run_benchmarks(args.artifacts, cfg, torch_models=args.torch, store=store,
-                                  post_url=args.post, token=args.token, progress=None if args.json else notice)
+        with live or contextlib.nullcontext():
+            outcomes = run_benchmarks(args.artifacts, cfg, torch_models=args.torch, store=store, post_url=args.post,
+                                      token=args.token, progress=None if args.json else (live or notice),
+                                      report=live.runs if live else None)
     finally:
         if store is not None:
             store.close()

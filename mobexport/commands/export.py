@@ -89,15 +89,16 @@ def run(args) -> int:
     from mobexport.converters.pipeline import export
     from mobexport.quantization.schemes import FLAG_SCHEMES
 
-    from ._common import StepPrinter, backend_output
+    from ._common import backend_output
+    from .live import progress
 
     if args.command == ALL_COMMAND:
         return run_all(args)
     conv = get_converter(args.command)
     target = target_for(args.command, {f: bool(getattr(args, f, False)) for f in FLAG_SCHEMES})
     options = {k: getattr(args, k) for k in GeneralOptions.names() | conv.Options.names() if hasattr(args, k)}
-    printer = StepPrinter()  # one line per finished step on stderr (also with --json: stdout stays JSON)
-    with backend_output(printer):
+    # on a terminal a live display, else one line per finished step, on stderr (with --json: stdout stays JSON)
+    with progress() as printer, backend_output(printer):
         result = export(args.model, target.id, weights=args.weights, out_dir=args.out,
                         calibration_dir=getattr(args, "calibration", None), options=options, progress=printer,
                         num_classes=args.num_classes, input_size=args.input_size, labels=args.labels,
@@ -143,19 +144,21 @@ def run_all(args) -> int:
     from mobexport.benchmarks.export_all import export_all, select_targets, worst_exit_code
     from mobexport.converters.base import GeneralOptions
 
-    from ._common import StepPrinter, backend_output
+    from ._common import backend_output
+    from .live import progress
 
     targets = select_targets(args.to)  # a typo in --to is answered before anything is exported
     options = {k: getattr(args, k) for k in GeneralOptions.names() if hasattr(args, k)}
-    printer = StepPrinter()
     with contextlib.ExitStack() as stack:
         store = None
         if args.bench and not args.no_store:  # opened first: a bad --db is answered before any export
             from mobexport.benchmarks.store import open_store
 
             store = stack.enter_context(open_store(args.db))
+        printer = stack.enter_context(progress())
         records = export_all(args.model, targets, bench=args.bench, runs=args.runs, warmup=args.warmup,
                              out_dir=args.out, progress=printer, wrap=lambda: backend_output(printer), store=store,
+                             report=printer.runs,
                              weights=args.weights, calibration_dir=args.calibration, options=options,
                              num_classes=args.num_classes, input_size=args.input_size, labels=args.labels,
                              name=args.name, preprocessing=_preprocessing(args))
