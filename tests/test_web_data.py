@@ -112,3 +112,13 @@ def test_the_pages_assets_ship_as_package_data():
 
     for name in STATIC:
         assert (root / "benchmarks" / "web" / "static" / name).is_file(), name
+
+
+def test_the_server_with_its_pages_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from mobexport.benchmarks.server import create_app; "
+            f"create_app({str(tmp_path / 'x.db')!r}, artifacts_dir={str(tmp_path)!r}); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
