@@ -4,7 +4,10 @@ integer: int8 per-channel weights, int8 activations, int8 input and output, no f
 fp32/fp16 go through ``litert_torch.convert`` (fp16 with ``full_fp16_recipe``). w8a8 uses ai-edge-quantizer
 ``static_wi8_ai8`` on the fp32 .tflite, calibrated on real photos — the one recipe that stays fully integer
 for every family (the README says how litert's PT2E path compared; it is not offered).
-``--nhwc`` gives NHWC I/O through ``litert_torch.to_channel_last_io``. Runner: ai_edge_litert Interpreter
+For XNNPACK (``tflite_xnnpack``): depthwise kernels over 25 taps are split into column bands before
+conversion, and int8 HARD_SWISH is rewritten as ADD/MUL/MUL after quantization; at export the w8a8 graph is
+timed against its float source and a slower int8 is said in a notice and the manifest's
+``performance_notes``. ``--nhwc`` gives NHWC I/O through ``litert_torch.to_channel_last_io``. Runner: ai_edge_litert Interpreter
 (XNNPACK), int8 I/O (de)quantized with the tensor's scale / zero point.
 """
 
@@ -74,8 +77,12 @@ def _convert_litert(state: ExportState, quant_config=None, model=None):
     import litert_torch
     import torch
 
+    from .tflite_xnnpack import split_large_depthwise
+
     litert_torch.config.show_progress = False
     model, x = state.model if model is None else model, state.example_input
+    model, n_split = split_large_depthwise(model)
+    state.reports.setdefault("xnnpack_rewrites", {})["split_depthwise"] = n_split
     if _nhwc(state):
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         x = x.permute(0, 2, 3, 1).contiguous()
@@ -165,6 +172,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
 
     from mobexport.quantization.deploy import int8_source_model
 
+    from .tflite_xnnpack import int8_vs_fp32, lower_int8_hard_swish
+
     model, prep, plan = int8_source_model(state.model, state.calibration,
                                           range_search=base.GeneralOptions.of(state).range_search)
     float_path = out_path.with_name(out_path.stem + ".float.tflite")
@@ -177,13 +186,16 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
         with contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO()), _aeq_large_weights():
             qt.quantize(qsvs, enable_progress_bar=verbose, enable_progress_report=verbose).export_model(
                 str(out_path), overwrite=True)
+        state.reports["xnnpack_rewrites"]["hard_swish_lowered"] = lower_int8_hard_swish(out_path)
+        speed = int8_vs_fp32(float_path, out_path)
     finally:
         float_path.unlink(missing_ok=True)
     return {"recipe": "ai-edge-quantizer static_wi8_ai8",
             "detail": "int8 per-channel weights (float biases corrected for the mean weight-rounding error), "
                       "int8 per-tensor activations (relative-MSE clipped ranges over the calibration photos; "
                       "input pinned to the preprocessing range, logits top open x1.5), int8 I/O, applied to "
-                      "the fp32 .tflite", **prep, "activation_ranges": "mse (per-image relative)"}
+                      "the fp32 .tflite", **prep, "activation_ranges": "mse (per-image relative)",
+            "int8_vs_fp32": speed}
 
 
 @register_converter
@@ -216,7 +228,10 @@ class TFLiteConverter(Converter):
         else:
             state.reports["quantization"] = {**_quantize_aeq(state, out_path),
                                              "calibration_images": len(state.calibration)}
-        state.reports["tflite"] = inspect_ops(out_path)
+        state.reports["tflite"] = {**inspect_ops(out_path), "xnnpack_rewrites": state.reports["xnnpack_rewrites"]}
+        if note := state.reports.get("quantization", {}).get("int8_vs_fp32", {}).get("note"):
+            state.reports.setdefault("performance_notes", []).append(note)
+            print(f"notice: {state.target.id}: {note}", file=sys.stderr)
         state.io = self._io(out_path, state)
         return out_path
 
@@ -272,6 +287,8 @@ class TFLiteConverter(Converter):
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         extras = super().manifest_extras(state, artifact_path)
+        if state.reports.get("performance_notes"):
+            extras["performance_notes"] = list(state.reports["performance_notes"])
         if state.target.scheme == "w8a8":
             extras["edgetpu_cpu_fallback"] = sorted(extras["tflite"].get("edgetpu_cpu_fallback", {}))
             extras["edgetpu_note"] = ("estimate from the documented Edge TPU op list and tensor dtypes; the Edge "

@@ -45,7 +45,9 @@ def test_w8a8_is_full_integer(int8_export):
     assert r.manifest["input"]["quantization"]["scale"] > 0
     assert r.manifest["quantization"]["recipe"] == "ai-edge-quantizer static_wi8_ai8"
     assert isinstance(r.manifest["edgetpu_cpu_fallback"], list)
-    assert "HARD_SWISH" in r.manifest["edgetpu_cpu_fallback"]  # not on the documented Edge TPU op list
+    # int8 hard-swish is rewritten as ADD/MUL/MUL, so every op runs in XNNPACK (converters/tflite_xnnpack.py)
+    assert "HARD_SWISH" not in t["op_types"] and t["xnnpack_rewrites"]["hard_swish_lowered"] > 0
+    assert r.manifest["quantization"]["int8_vs_fp32"]["xnnpack_undelegated"] == {}
 
 
 def test_w8a8_judged_on_held_out_photos(int8_export):
