@@ -199,6 +199,7 @@ CASES = [
          _timm("tf_efficientnetv2_b0"), 64),
     Case("shufflenetv1", "megvii", "shufflenetv1_g3_100",
          "megvii-model/ShuffleNet-Series@aa91feb ShuffleNetV1(model_size='1.0x', group=3)", _megvii_shufflenetv1),
+    Case("nfnet", "timm", "eca_nfnet_l0", "timm 1.0.31 eca_nfnet_l0", _timm("eca_nfnet_l0"), 64),
 ]
 
 

@@ -81,6 +81,7 @@ CASES = {
     "efficientnet_b2": [("torchvision", _tv("efficientnet_b2"), 260), ("timm", _timm("efficientnet_b2"), 260)],
     "efficientnet_b3": [("torchvision", _tv("efficientnet_b3"), 300), ("timm", _timm("efficientnet_b3"), 300)],
     "shufflenetv1_g3_100": [("megvii", _megvii_shufflenetv1(), 224)],
+    "eca_nfnet_l0": [("timm", _timm("eca_nfnet_l0"), 288)],
     "efficientnetv2_b0": [("timm", _timm("tf_efficientnetv2_b0"), 224)],
     "efficientnetv2_s": [("torchvision", _tv("efficientnet_v2_s"), 384), ("timm", _timm("tf_efficientnetv2_s"), 384)],
 }

@@ -29,7 +29,8 @@ from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
 MODELS = ["mobileone_s0", "repvgg_a0", "mobilenetv2_100", "mobilenetv3_small_100", "efficientnet_lite0",
           "mnv4_conv_s", "mnv4_hybrid_m", "moga_a", "mobilevitv3_xxs", "mobilevitv3_0_5",
           "resnet18", "mobilenetv1_050", "shufflenetv2_050", "regnety_004",
-          "efficientnet_b0", "efficientnetv2_b0", "shufflenetv1_g3_100"]
+          "efficientnet_b0", "efficientnetv2_b0", "shufflenetv1_g3_100",
+          "eca_nfnet_l0"]
 # square sizes that are multiples of the stride, one that is not (odd maps: TF-SAME pads, MobileViT interpolates),
 # and non-square ones
 SHAPES = [160, 192, 256, 320, (224, 288), (193, 250)]

@@ -1,4 +1,5 @@
-"""Zoo III (issue #23): ResNet/ResNeXt, MobileNetV1, ShuffleNetV1/V2, RegNetX/Y, EfficientNet-B0–B3, EfficientNetV2.
+"""Zoo III (issue #23): ResNet/ResNeXt, MobileNetV1, ShuffleNetV1/V2, RegNetX/Y, EfficientNet-B0–B3, EfficientNetV2,
+ECA-NFNet-L0 (scaled weight standardization folded at deploy).
 
 Reference counts and key layouts come from tests/fixtures/zoo3_refs.json, recorded by scripts/make_zoo3_refs.py
 with the reference implementations themselves (torchvision 0.29.1, timm 1.0.31, the ShuffleNetV1 authors' code; the reference of each model is
@@ -20,6 +21,7 @@ import torch
 import mobexport
 from mobexport.exporter import weights as W
 from mobexport.exporter.errors import WeightsError
+from mobexport.exporter.layers.ws_conv import ScaledStdConv2d
 from mobexport.exporter.passes.fold_batchnorm import bn_modules
 from mobexport.exporter.profile import count_params, profile_ops
 from mobexport.exporter.testing import randomize_batchnorm, rel_max_error
@@ -50,6 +52,7 @@ REFERENCE = {
     "efficientnet_b3": ("torchvision efficientnet_b3", 12_233_232, 1_827_141_392),
     "efficientnetv2_b0": ("timm tf_efficientnetv2_b0", 7_139_704, 718_086_176),
     "efficientnetv2_s": ("torchvision efficientnet_v2_s", 21_458_488, 8_365_617_152),
+    "eca_nfnet_l0": ("timm eca_nfnet_l0 (at 288)", 24_143_924, 7_014_465_280),
     "shufflenetv1_g3_100": ("megvii-model/ShuffleNet-Series@aa91feb ShuffleNetV1 1.0x g=3", 1_864_728, 137_460_672),
 }
 # recorded listings no layout may accept: same shapes, other numerics (the family file says why)
@@ -121,3 +124,47 @@ def test_reference_listing_with_other_numerics_is_refused(name, layout, tmp_path
     torch.save(sd, path)
     with pytest.raises(WeightsError, match="do not match this model"):
         mobexport.create_model(name, weights=path)
+
+
+@torch.no_grad()
+def _randomize_ws(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """Gains, biases and per-channel weight offsets/scales away from their init, so a wrong fold shows."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, ScaledStdConv2d):
+            c = m.out_channels
+            m.gain.copy_(torch.rand(c, 1, 1, 1, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (torch.rand(c, 1, 1, 1, generator=g) + 0.5)
+                           + torch.randn(c, 1, 1, 1, generator=g))  # per-channel std ~1 >> eps, mean ~N(0, 1)
+    return model
+
+
+def _small_nfnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return _randomize_ws(mobexport.create_model("eca_nfnet_l0", num_classes=10, input_size=64)).eval()
+
+
+def test_nfnet_train_form_standardizes_its_weights():
+    """Scaled WS makes the train form blind to a per-output-channel shift and scale of every conv weight (up to
+    the eps under the variance, negligible at weight variances ~1)."""
+    model, x = _small_nfnet(), torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        for m in model.modules():
+            if isinstance(m, ScaledStdConv2d):
+                m.weight.mul_(3.0).add_(torch.linspace(-1, 1, m.out_channels).reshape(-1, 1, 1, 1))
+        assert rel_max_error(ref, model(x)) <= 1e-4
+
+
+def test_nfnet_deploy_form_is_plain_conv_with_the_standardization_folded():
+    model, x = _small_nfnet(), torch.randn(2, 3, 64, 64)
+    deploy = mobexport.reparameterize(copy.deepcopy(model))
+    assert not [k for k in deploy.state_dict() if k.endswith(".gain")]
+    assert all(m.deployed for m in deploy.modules() if isinstance(m, ScaledStdConv2d))
+    assert all(b.beta == 1.0 for b in deploy.modules() if hasattr(b, "beta"))  # β folded into the convs
+    ops = {r.op for r in profile_ops(deploy, x)}
+    assert not ops & {"var", "var_mean", "rsqrt", "native_batch_norm", "_native_batch_norm_legit"}, ops
+    with torch.no_grad():
+        err = rel_max_error(model(x), deploy(x))
+    assert err <= 1e-5, f"eca_nfnet_l0: scaled-WS fold relative max error {err:.2e}"
