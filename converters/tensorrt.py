@@ -13,10 +13,11 @@ precision baked in so the engine can be built as a *strongly typed* network (no 
   Q/DQ on every output (pre-ReLU6 tensors too) in held-out logit SQNR (current figures: results/matrix.md).
 
 That ONNX is validated on this host with onnxruntime (it runs Q/DQ graphs) through the shared validator.
-The engine itself is built and timed only where ``import tensorrt`` works and a CUDA GPU is present
-(``build_engine``/``time_engine``); elsewhere the manifest's ``tensorrt_engine`` entry says
-UNVALIDATED_NO_RUNTIME with the reason. No TensorRT wheel can be installed on the project's machines (the
-libs live on NVIDIA's own index).
+The engine itself is built (``build_engine``, beside the ONNX) and validated against PyTorch through the
+``tensorrt`` runtime (``converters/runtimes/tensorrt_engine.py``) only where ``import tensorrt`` works and a CUDA
+GPU is present; it is timed by ``mobexport bench --runtime tensorrt`` (the one timing loop). Elsewhere the
+manifest's ``tensorrt_engine`` entry says UNVALIDATED_NO_RUNTIME with the reason. No TensorRT wheel can be
+installed on the project's machines (the libs live on NVIDIA's own index).
 """
 
 from __future__ import annotations
@@ -163,23 +164,14 @@ def quantize_qdq(src: Path, dst: Path, images: list[np.ndarray], spec, plan=None
 
 
 def engine_available() -> Availability:
-    """TensorRT engine build needs ``import tensorrt`` and a CUDA GPU."""
-    try:
-        import tensorrt as trt
-    except Exception as e:  # ImportError or a missing native library
-        return Availability(False, f"TensorRT is not installed (import tensorrt: {type(e).__name__}: {e})",
-                            "pip install tensorrt-cu12 (from NVIDIA's index) on a CUDA machine")
-    try:
-        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-        if builder is None or getattr(builder, "num_DLA_cores", 0) < 0:
-            raise RuntimeError("trt.Builder could not be created")
-    except Exception as e:  # no GPU / driver
-        return Availability(False, f"no CUDA GPU usable by TensorRT {trt.__version__}: {e}")
-    return Availability(True)
+    """Can this host build and run an engine? The ``tensorrt`` runtime's answer (``import tensorrt``, a CUDA GPU)."""
+    from .runtimes import get_runtime
+
+    return get_runtime("tensorrt").available()
 
 
-def build_engine(onnx_path: Path, engine_path: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    """Strongly typed build (precision comes from the ONNX). Only runs where ``engine_available()``."""
+def serialize_engine(onnx_path: Path, opts: dict[str, Any]) -> bytes:
+    """A strongly typed engine (precision comes from the ONNX), serialized. Only where ``engine_available()``."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -187,48 +179,30 @@ def build_engine(onnx_path: Path, engine_path: Path, opts: dict[str, Any]) -> di
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(Path(onnx_path).read_bytes()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT ONNX parser: {errs}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts["workspace_mb"]) << 20)
-    config.profiling_verbosity = getattr(trt.ProfilingVerbosity, opts["profiling_verbosity"].upper())
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.get("workspace_mb", 1024)) << 20)
+    config.profiling_verbosity = getattr(trt.ProfilingVerbosity,
+                                         opts.get("profiling_verbosity", VERBOSITY[0]).upper())
     cache_path = Path(opts["timing_cache"]) if opts.get("timing_cache") else None
     blob = cache_path.read_bytes() if cache_path and cache_path.exists() else b""
     config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError("TensorRT engine build failed (see the TensorRT log above)")
-    engine_path.write_bytes(bytes(serialized))
     if cache_path:
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return {"engine": engine_path.name, "tensorrt": trt.__version__, "size_bytes": engine_path.stat().st_size}
+    return bytes(serialized)
 
 
-def time_engine(engine_path: Path, input_shape: tuple[int, ...], runs: int = 200) -> dict[str, float]:
-    """Min/median GPU latency of the engine (CUDA events through torch's CUDA runtime)."""
+def build_engine(onnx_path: Path, engine_path: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """``serialize_engine`` written to ``engine_path`` (beside the ONNX: the ``tensorrt`` runtime loads it there)."""
     import tensorrt as trt
-    import torch
 
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
-    ctx = engine.create_execution_context()
-    bufs = {}
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        shape = input_shape if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else ctx.get_tensor_shape(name)
-        bufs[name] = torch.empty(tuple(shape), dtype=torch.float32, device="cuda")
-        ctx.set_tensor_address(name, bufs[name].data_ptr())
-    stream = torch.cuda.Stream()
-    times = []
-    for i in range(runs + 20):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record(stream)
-        ctx.execute_async_v3(stream.cuda_stream)
-        end.record(stream)
-        end.synchronize()
-        if i >= 20:
-            times.append(start.elapsed_time(end))
-    return {"min_ms": float(np.min(times)), "median_ms": float(np.median(times)), "runs": runs}
+    engine_path.write_bytes(serialize_engine(onnx_path, opts))
+    return {"engine": engine_path.name, "tensorrt": trt.__version__, "size_bytes": engine_path.stat().st_size}
 
 
 @dataclass(frozen=True)
@@ -301,17 +275,27 @@ class TensorRTConverter(OnnxFile, Converter):
                 "calibration_images": len(state.calibration)}
 
     def _engine(self, onnx_path: Path, state: ExportState, opts: dict[str, Any]) -> dict[str, Any]:
+        """Where TensorRT and a CUDA GPU exist: build the engine beside the ONNX and compare its outputs with
+        PyTorch through the ``tensorrt`` runtime and the shared validator (timing it is ``mobexport bench
+        --runtime tensorrt``); elsewhere UNVALIDATED_NO_RUNTIME with the reason."""
+        from mobexport.quantization.validate import validate
+
+        from .runtimes import get_runtime
+
         avail = engine_available()
         unvalidated = Status.UNVALIDATED_NO_RUNTIME.value
         if not avail.ok:
             print(f"notice: {state.target.id}: engine not built, {unvalidated}: {avail.reason}", file=sys.stderr)
             return {"status": unvalidated, "reason": avail.reason, "install_hint": avail.install_hint}
-        engine_path = onnx_path.with_suffix(".engine")
-        info = build_engine(onnx_path, engine_path, opts)
-        info["latency"] = time_engine(engine_path, tuple(state.example_input.shape))
-        reason = "engine built and timed; no engine runner here compares its outputs with PyTorch"
-        print(f"notice: {state.target.id}: {unvalidated}: {reason}", file=sys.stderr)
-        return {"status": unvalidated, "reason": reason, **info, "options": opts}
+        info = build_engine(onnx_path, onnx_path.with_suffix(".engine"), opts)
+        runner = get_runtime("tensorrt").load(onnx_path)
+        try:
+            report = validate(runner, state)
+        finally:
+            runner.close()
+        if report.status is not Status.OK:
+            print(f"notice: {state.target.id}: the engine's outputs: {report.status.value}", file=sys.stderr)
+        return {"status": report.status.value, "fidelity": report.to_dict(), **info, "options": opts}
 
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         return {"tensorrt_engine": state.reports.get("tensorrt_engine", {}),

@@ -147,9 +147,19 @@ def test_engine_build_where_tensorrt_exists(onnx_fp32, tmp_path):
         pytest.skip(avail.reason)
     conv = TensorRTConverter()
     state = make_state("tensorrt-fp16", onnx_fp32)
+    state.reference_output = state.model(state.example_input).detach()
     path = conv.convert(state, tmp_path / "m.onnx")
     assert path.with_suffix(".engine").is_file()
-    assert state.reports["tensorrt_engine"]["latency"]["min_ms"] > 0
+    engine = state.reports["tensorrt_engine"]
+    assert engine["status"] == "OK" and engine["fidelity"]["metrics"]["cosine"] > 0.99, engine
+    # timed by the tensorrt runtime with the one loop (benchmarks/worker.py), as bench --runtime tensorrt does
+    from mobexport.benchmarks.worker import time_round_trips, warm_up
+    from mobexport.converters.runtimes import get_runtime
+
+    runner = get_runtime("tensorrt").load(path)
+    x = runner.native_input(np.zeros((1, 3, 64, 64), np.float32))
+    warm_up(runner, x, 2)
+    assert min(time_round_trips(runner, x, 10)) > 0
 
 
 def test_missing_dependency_is_a_conversion_error(tmp_path):
@@ -185,3 +195,28 @@ def test_cli_fp16_end_to_end(tmp_path, capsys):
     # built or not, nothing here compares the engine's outputs with PyTorch: a Status value and a visible notice
     assert m["tensorrt_engine"]["status"] == "UNVALIDATED_NO_RUNTIME" and m["tensorrt_engine"]["reason"]
     assert "UNVALIDATED_NO_RUNTIME" in err
+
+
+def test_tensorrt_runtime_is_registered_and_refuses_cleanly_here(onnx_fp32, tmp_path):
+    """The engine runs through the runtime registry (``tensorrt``, format tensorrt; onnxruntime stays the
+    format's default: it runs the engine's ONNX anywhere). Without TensorRT/CUDA it says so with the install
+    hint, ``load`` raises that reason, and bench lists the artifact as SKIPPED — never a number."""
+    from mobexport.benchmarks.harness import BenchConfig, bench_artifact
+    from mobexport.converters import runtimes
+
+    rt = runtimes.get_runtime("tensorrt")
+    assert rt.formats == ("tensorrt",) and rt in runtimes.runtimes_for("tensorrt")
+    assert runtimes.default_runtime("tensorrt").name == "onnxruntime"
+    avail = rt.available()
+    if avail.ok:
+        pytest.skip("TensorRT and a CUDA GPU are present: test_engine_build_where_tensorrt_exists runs instead")
+    assert ("TensorRT" in avail.reason or "CUDA" in avail.reason) and "tensorrt" in avail.install_hint
+    assert engine_available() == avail  # the converter asks the runtime
+    with pytest.raises(RuntimeError, match="TensorRT|CUDA"):
+        rt.load(onnx_fp32)
+    manifest = {"model": "tiny_conv", "target": "tensorrt-fp16", "status": "OK",
+                "inputs": [{"name": "input", "shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW"}]}
+    out = bench_artifact(Artifact("tensorrt-fp16", onnx_fp32, None, manifest),
+                         BenchConfig(runs=5, warmup=0, runtime="tensorrt", in_process=True))
+    assert out.bench_status is Status.SKIPPED and out.result is None
+    assert out.reason.startswith("tensorrt runtime unavailable: ") and avail.reason in out.reason
