@@ -148,7 +148,7 @@ def _profile(runtime, job: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
 
     options = runtime.profile_options(job["profile_dir"])
     if options is None:
-        return {"note": f"{runtime.name} offers no per-layer profiler"}
+        return {"note": runtime.profile_note()}
     runner = runtime.load(job["artifact_path"], job.get("manifest") or {}, job.get("threads"),
                           {**(job.get("options") or {}), **options})
     runs = job.get("profile_runs", 20)

@@ -69,6 +69,10 @@ class Runtime(ABC):
         ``read_profile`` after ``Runner.close``); None: this runtime offers no per-layer profiler."""
         return None
 
+    def profile_note(self) -> str:
+        """Why there is no per-layer profile (``profile_options`` is None): stored in the record's notes."""
+        return f"{self.name} offers no per-layer profiler"
+
     def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
         """Per layer, in graph order: ``{"layer", "op", "runs", "min_us", "mean_us", "output_shape"}``. Only asked
         of runtimes whose ``profile_options`` is not None, which must override it."""

@@ -1,4 +1,10 @@
-"""LiteRT (``ai-edge-litert``) Interpreter with its default XNNPACK delegate: runs ``tflite`` artifacts."""
+"""LiteRT (``ai-edge-litert``) Interpreter with its default XNNPACK delegate: runs ``tflite`` artifacts.
+
+No per-layer profile: the Python ``Interpreter`` of ai-edge-litert (2.3.0 checked) has no op-profiling option
+or method — its native wrapper exposes tensors, ``AllocateTensors`` and ``Invoke`` only, and
+``experimental_force_delegate_node_profiling`` concerns a C++ profiler that Python cannot attach or read.
+Per-op times of a .tflite come from LiteRT's ``benchmark_model`` tool (``--enable_op_profiling``) on the
+device; ``profile_note`` says so in the record, and ``read_profile`` refuses with the same words."""
 
 from __future__ import annotations
 
@@ -65,6 +71,13 @@ class LiteRT(Runtime):
     packages = ("ai-edge-litert",)
     modules = ("ai_edge_litert.interpreter",)
     extra = "tflite"
+
+    def profile_note(self) -> str:
+        return (f"{self.name} offers no per-layer profiler: its Python Interpreter ({self.version()}) has no "
+                "op-profiling option or method; use LiteRT's benchmark_model --enable_op_profiling on the device")
+
+    def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
+        raise NotImplementedError(self.profile_note())
 
     def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
