@@ -32,6 +32,10 @@ def pct(v: float | None) -> str:
     return "–" if v is None else f"{v:+.1%}"
 
 
+def threads(row: dict[str, Any]) -> str:
+    return f'{row["threads"]} thr' if row.get("threads") else "default threads"  # the apps may not report it
+
+
 def result_href(rid: int) -> str:
     return f"/results/{rid}"
 
@@ -213,7 +217,7 @@ def regressions_page(verdicts: list[data.Verdict], baselines: set[int], model: s
                                             f'{ms(ref["min_ms"])}{" <b>pinned</b>" if v.baseline else ""}')
         rows.append([f'<span class="flag {cls}" data-flag="{v.flag}">{label}</span>',
                      f'<a href="{model_href(lt["model"])}">{e(lt["model"])}</a>', e(lt["target"]),
-                     e(lt["device"]), e(f'{lt["runtime"]} · {lt["compute_unit"]} · {lt["threads"] or "–"} thr'),
+                     e(lt["device"]), e(f'{lt["runtime"]} · {lt["compute_unit"]} · {threads(lt)}'),
                      ref_cell, f'<a href="{result_href(lt["id"])}">#{lt["id"]}</a> {ms(lt["min_ms"])}',
                      f'<span class="num">{pct(v.change)}</span>', f"±{v.band:.1%}",
                      f'{len(v.history)}' + (f" (σ {v.sigma:.1%})" if v.sigma is not None else "")])
@@ -242,7 +246,7 @@ def pareto_page(points: list[dict[str, Any]], front: list[dict[str, Any]], y: st
         return f'<p>y axis: {pick}</p><p class="empty">No stored result has a {e(axes[y])} yet.</p>'
     index = {d: i for i, d in enumerate(devices)}
     chart = svg.scatter_svg(points, front, axes[y], lambda r: index[r["device"]], lambda r: result_href(r["id"]),
-                            lambda r: f'{r["model"]} {r["target"]} · {r["runtime"]} {r["threads"] or "–"} thr')
+                            lambda r: f'{r["model"]} {r["target"]} · {r["runtime"]} {threads(r)}')
     legend = "".join(f'<span class="legend"><svg viewBox="0 0 10 10" class="dot"><circle class="s{i % 8}" '
                      f'cx="5" cy="5" r="4"/></svg>{e(d)}</span>' for d, i in index.items())
     rows = [[f'<a href="{result_href(p["row"]["id"])}">{e(p["row"]["model"])}</a>', e(p["row"]["target"]),
