@@ -412,6 +412,82 @@ class _Runner:
         self.say(f"[done {self.finished}/{self.total} · running {running} · failed {self.failed}] {what}".rstrip())
 
 
+# ---------------------------------------------------------------- a multi-node cluster on this machine
+
+class LocalCluster:
+    """A Ray cluster of ``nodes`` nodes on this machine (``ray start``: a head, then nodes joining it), each with
+    ``cpus`` CPUs, one ``mobexport_bench`` and a small object store; for tests and benchmarks. Its processes
+    live under their own temporary folder, and ``stop()`` ends those processes only (by pid), not other Ray
+    clusters on the machine (``ray stop`` would end them all)."""
+
+    def __init__(self, nodes: int = 2, cpus: int = 1, ray_bin: str | None = None):
+        import socket
+        import subprocess
+        import sys
+
+        self.ray = ray_bin or str(Path(sys.executable).with_name("ray"))
+        self.temp = tempfile.mkdtemp(prefix="mxray", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+        flags = [f"--num-cpus={cpus}", f'--resources={{"{BENCH_RESOURCE}": 1}}', "--object-store-memory=80000000",
+                 "--disable-usage-stats"]
+        run = dict(env=self.env, check=True, capture_output=True, timeout=300)
+        try:
+            subprocess.run([self.ray, "get-auth-token", "--generate"], **run)
+            subprocess.run([self.ray, "start", "--head", f"--port={port}", "--include-dashboard=false",
+                            f"--temp-dir={self.temp}/0", *flags], **run)
+            for i in range(1, nodes):
+                subprocess.run([self.ray, "start", f"--address={self.address}", f"--temp-dir={self.temp}/{i}",
+                                *flags], **run)
+        except subprocess.CalledProcessError as e:
+            self.stop()
+            raise RuntimeError(f"ray start failed: {e.stderr.decode(errors='replace')[-2000:]}") from e
+
+    def _pids(self) -> list[int]:
+        """This cluster's processes: those whose command line names its folder, and their descendants."""
+        import psutil
+
+        me = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+        own = [p for p in psutil.process_iter(["cmdline"])
+               if p.pid not in me and self.temp in " ".join(p.info["cmdline"] or [])]
+        pids = {p.pid for p in own}
+        for p in own:
+            try:
+                pids |= {c.pid for c in p.children(recursive=True)}
+            except psutil.Error:
+                pass
+        return sorted(pids)
+
+    def stop(self) -> None:
+        import shutil
+
+        import psutil
+
+        procs = []
+        for pid in self._pids():
+            try:
+                procs.append(psutil.Process(pid))
+                procs[-1].terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 # ---------------------------------------------------------------- the matrix table (results/matrix.md)
 
 def load_matrix(path: Path) -> dict[tuple[str, str], dict[str, Any]]:

@@ -4,7 +4,8 @@ recorded failed with its reason, ``--resume`` skips done cells, ``--table`` keep
 SQLite database is refused for a multi-node cluster.
 
 The cluster: ``MOBEXPORT_TEST_RAY_ADDRESS`` (.ci/run starts a head and a second node on this machine, one CPU
-and one ``mobexport_bench`` each); without it the module starts such a cluster itself and stops it after.
+and one ``mobexport_bench`` each); without it the module starts such a cluster itself (``sweep.LocalCluster``)
+and stops it after.
 PostgreSQL: ``MOBEXPORT_TEST_PG_URL`` (skipped without it, as the store's tests).
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +22,12 @@ from pathlib import Path
 import pytest
 
 from mobexport.benchmarks.store import cells, open_store
+from mobexport.benchmarks.sweep import LocalCluster
 from tests.test_store import _fresh_pg_url
 
 pytestmark = pytest.mark.xdist_group("ray")  # one xdist worker runs them all, one after the other
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["mnv4_conv_s", "mobileone_s0", "moga_a", "repvgg_a0"]  # the quickest onnx-fp32 exports of the zoo
-RAY = str(Path(sys.executable).with_name("ray"))
-NODE_FLAGS = ["--num-cpus=1", '--resources={"mobexport_bench": 1}', "--object-store-memory=80000000",
-              "--disable-usage-stats"]
 
 
 def _env() -> dict[str, str]:
@@ -38,25 +36,14 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The address of a two-node Ray cluster on this machine."""
+    """The address of a two-node Ray cluster on this machine: CI's, or one started here and stopped after (only
+    its own processes: other Ray clusters on the machine are left alone)."""
     address = os.environ.get("MOBEXPORT_TEST_RAY_ADDRESS")
     if address:
         yield address
         return
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    address = f"127.0.0.1:{port}"
-    try:
-        subprocess.run([RAY, "get-auth-token", "--generate"], check=True, env=_env(), capture_output=True, timeout=60)
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *NODE_FLAGS],
-                       check=True, env=_env(), capture_output=True, timeout=180)
-        subprocess.run([RAY, "start", f"--address={address}", *NODE_FLAGS], check=True, env=_env(),
-                       capture_output=True, timeout=180)
-        yield address
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=_env(), capture_output=True, timeout=120)
+    with LocalCluster(nodes=2, cpus=1) as local:
+        yield local.address
 
 
 @pytest.fixture(scope="module")
