@@ -210,6 +210,10 @@ def test_a_deliberately_slower_run_is_flagged(page, site, filled):
     assert ios.locator(".flag").get_attribute("data-flag") == "same"
     assert "±10.0%" in ios.locator("td").all_inner_texts()  # one earlier run: the default band
     assert int(page.locator("#regressed").inner_text()) == page.locator("[data-flag=slower]").count() >= 1
+    page.goto(site + "/")  # the results table marks it too, and only it
+    assert page.locator("table.results tbody tr .tag.bad").count() == 1
+    assert page.locator("table.results tbody tr", has=page.locator(f"a[href='/results/{slow}']")) \
+        .locator(".tag.bad").count() == 1
     page.goto(site + "/models/mobileone_s1")
     pixel = page.locator("table.grid td", has=page.locator(f"a[href='/results/{slow}']"))
     assert pixel.locator(".tag.bad").count() == 1

@@ -148,6 +148,9 @@ class _Web:
     def results(self, request):
         q = request.query_params
         rows = self.rows()
+        slower = {v.latest["id"] for v in data.regressions(rows) if v.flag == "slower"}
+        for r in rows:
+            r["regressed"] = r["id"] in slower
         filters = {f: q.get(f, "") for f in data.FILTERS}
         sort = q.get("sort", "id")
         if sort not in data.COLUMNS:

@@ -73,7 +73,9 @@ def _kv(pairs: list[tuple[str, Any]]) -> str:
 def _cell(r: dict[str, Any], col: str) -> str:
     v = r[col]
     if col == "id":
-        return f'<a href="{result_href(v)}">{v}</a>'
+        flag = ('<a class="tag bad" href="/regressions" title="slower than the run before beyond the noise band">▲'
+                '</a>' if r.get("regressed") else "")
+        return f'<a href="{result_href(v)}">{v}</a>{flag}'
     if col == "model":
         return f'<a href="{model_href(v)}">{e(v)}</a>'
     if col.endswith("_ms"):
