@@ -354,6 +354,7 @@ class _Runner:
         self.store, self.sid, self.url, self.artifacts = store, sid, url, artifacts
         self.retries, self.nodes, self.say = retries, nodes, say
         self.total = self.finished = self.failed = 0
+        self._last: tuple[tuple[int, int, int], float] = ((-1, -1, -1), 0.0)  # counts and time of the last line
 
     def run(self, todo: list[dict[str, Any]], bench: bool) -> None:
         import ray
@@ -406,9 +407,14 @@ class _Runner:
         return f"FAILED: {reason}"
 
     def _line(self, what: str) -> None:
+        """One line per finished cell; while none finishes, a line when the counts change or every minute."""
         from mobexport.benchmarks.store import cells
 
         running = cells.state_counts(self.store, self.sid).get("running", 0)
+        counts = (self.finished, running, self.failed)
+        if not what and counts == self._last[0] and time.monotonic() - self._last[1] < 60:
+            return
+        self._last = (counts, time.monotonic())
         self.say(f"[done {self.finished}/{self.total} · running {running} · failed {self.failed}] {what}".rstrip())
 
 
