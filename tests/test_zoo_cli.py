@@ -104,7 +104,7 @@ def test_help_lists_every_command_without_importing_torch():
         import mobexport.cli as cli
         text = cli.build_parser().format_help()
         heavy = [m for m in ("torch", "onnx", "onnxruntime", "coremltools", "litert_torch", "ai_edge_litert",
-                             "tensorrt", "fastapi", "sqlalchemy", "matplotlib") if m in sys.modules]
+                             "tensorrt", "fastapi", "sqlalchemy", "matplotlib", "ray") if m in sys.modules]
         assert not heavy, f"imported by --help: {heavy}"
         print(text)
     """)
