@@ -1,5 +1,6 @@
 """Harness overhead: `mobexport bench`'s min-of-1000 vs a bare runtime loop in the same worker process, for ONNX
-Runtime and LiteRT, alternating 5 repeats of each; plus the spread of the min over the repeats.
+Runtime and LiteRT, alternating 5 repeats of each; plus the spread of the min over the repeats. The harness
+reports its progress as for the bar on a terminal (between blocks of runs, down a pipe).
 
 Per target, one fresh spawned worker (as `mobexport bench` uses) runs both, alternately: the harness's own
 measurement (``benchmarks.worker.measure``: the registry's runtime, warm-up, the timed round trips) and a
@@ -73,12 +74,21 @@ def ensure_exports(model: str, out: Path) -> dict[str, Path]:
 
 def pair(job: dict, bare_name: str, repeats: int) -> tuple[list[float], list[float]]:
     """In the worker: ``repeats`` alternations of the harness's measurement and the bare loop (min ms each)."""
+    import multiprocessing as mp
+
     from mobexport.benchmarks.worker import measure
 
     bare = {"bare_ort": bare_ort, "bare_litert": bare_litert}[bare_name]
     h, b = [], []
+    reader, writer = mp.Pipe(duplex=False)  # the progress reports go down a pipe, as in `mobexport bench`
+
+    def report(done: int, runs: int) -> None:
+        writer.send(("runs", done, runs))
+        while reader.poll():  # the parent's side, drained here so the pipe never fills
+            reader.recv()
+
     for _ in range(repeats):  # alternate, so drifts in machine load hit both alike
-        out = measure(job)
+        out = measure(job, report)
         if "error" in out:
             raise RuntimeError(out["reason"])
         h.append(min(out["samples"]))
@@ -106,7 +116,9 @@ def main() -> None:
         rows.append((target, h, b))
     lines = [f"# Harness overhead: {a.model}, min of {a.runs} round trips, 1 thread, {a.repeats} repeats",
              "", "Harness and bare loop alternate in the same fresh worker process (spawned, as `mobexport bench` "
-             "times every artifact); the worker imports the runtime and numpy, not torch.",
+             "times every artifact); the worker imports the runtime and numpy, not torch. The harness runs with "
+             "its progress reports on (a report down a pipe between blocks of runs, at most every 100 ms, as "
+             "for the bar on a terminal).",
              "", "| target | harness min (median of repeats) | bare loop min | harness/bare − 1 | "
              "spread of harness min (max−min)/median | spread of bare min | within ±2 % |", "|---|---|---|---|---|---|---|"]
     for target, h, b in rows:
