@@ -83,7 +83,7 @@ def _cell(r: dict[str, Any], col: str) -> str:
     if col == "status":
         return f'<span class="status {"ok" if v == "OK" else "warn"}">{e(v)}</span>'
     if col == "timestamp":
-        return f'<span class="time">{e(str(v)[:19].replace("T", " "))}</span>'
+        return f'<span class="time" title="{e(v)}">{e(str(v)[:16].replace("T", " "))}</span>'
     return e(v)
 
 
