@@ -6,12 +6,18 @@ A reshape → transpose → reshape, the op pattern the converters must keep (no
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     b, c, h, w = x.shape
     return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+# a leaf for torch.fx symbolic tracing (coremltools' activation quantizer traces with fx, where x.shape is a Proxy
+# that cannot be unpacked); jit.trace and torch.export still see the plain reshape/transpose
+torch.fx.wrap("channel_shuffle")
 
 
 class ChannelShuffle(nn.Module):

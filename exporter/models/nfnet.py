@@ -82,9 +82,8 @@ class ECA(nn.Module):
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c = x.shape[:2]
-        y = self.conv(x.mean((2, 3)).reshape(b, 1, c))
-        return x * torch.sigmoid(y).reshape(b, c, 1, 1)
+        y = self.conv(x.mean((2, 3)).unsqueeze(1))  # (B, 1, C): no shape read, so torch.fx can trace it
+        return x * torch.sigmoid(y).transpose(1, 2).unsqueeze(-1)
 
 
 class Downsample(nn.Module):

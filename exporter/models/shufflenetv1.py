@@ -64,6 +64,7 @@ class ShuffleV1Unit(nn.Module):
         mid = cout // 4
         branch_out = cout - cin if stride == 2 else cout
         self.groups, self.stride = groups, stride
+        self.shuffle = mid // groups  # the authors' (C/g, g) reshape, see the module docstring
         self.pw1 = ConvNormAct(cin, mid, 1, groups=1 if first else groups, act=nn.ReLU(inplace=True))
         self.dw = ConvNormAct(mid, mid, 3, stride, mid)
         self.pw2 = ConvNormAct(mid, branch_out, 1, groups=groups)
@@ -73,7 +74,7 @@ class ShuffleV1Unit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dw(self.pw1(x))
         if self.groups > 1:  # after the depthwise conv, where the authors' code shuffles (it commutes with it)
-            y = channel_shuffle(y, y.shape[1] // self.groups)
+            y = channel_shuffle(y, self.shuffle)
         y = self.pw2(y)
         if self.pool is None:
             return self.act(x + y)
