@@ -121,11 +121,28 @@ def test_int8_tflite_blocks_are_the_converters_full_integer_artifacts(tmp_path):
         assert 0 < mn <= p50
 
 
-def test_a_table_from_before_the_converters_still_predicts():
-    """results/lut_onnxruntime_1t.json may predate target/blocks_from: it loads (onnx-fp32) and predicts."""
+def test_a_table_from_before_the_converters_still_predicts_but_is_not_merged_into(tmp_path, capsys):
+    """A table written before tables named their target and how their blocks were made (the JSON had no
+    ``target``/``blocks_from``) loads as onnx-fp32 and predicts; ``lut build`` refuses to add converter-made blocks
+    to it. The committed results/lut_onnxruntime_1t.json predicts too."""
+    import json
     from pathlib import Path
 
-    table = lut.LatencyTable.load(Path(__file__).parents[1] / "results" / "lut_onnxruntime_1t.json")
-    assert table.target == "onnx-fp32" and table.runtime == "onnxruntime"
-    pred = lut.predict("mobilenetv2_100", table)
+    from mobexport.cli import main
+
+    spec, model = lut._deploy_model("repvgg_a0")
+    keys = {b.key for b in lut.decompose(model, spec.input_size)}
+    old = {"runtime": "onnxruntime", "runtime_version": "1.20", "threads": 1, "device": {}, "created": "",
+           "entries": [{"key": k, "block_type": "T", "input_shape": [1], "min_ms": 0.5, "p50_ms": 0.6, "runs": 9,
+                        "example": ""} for k in sorted(keys)]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    table = lut.LatencyTable.load(path)
+    assert (table.target, table.blocks_from) == ("onnx-fp32", "")
+    assert lut.predict("repvgg_a0", table)["missing"] == 0
+    assert main(["lut", "build", "repvgg_a0", "--out", str(path)]) == 2
+    assert "holds blocks made another way" in capsys.readouterr().err and json.loads(path.read_text()) == old
+    committed = lut.LatencyTable.load(Path(__file__).parents[1] / "results" / "lut_onnxruntime_1t.json")
+    assert committed.runtime == "onnxruntime" and committed.target == "onnx-fp32"
+    pred = lut.predict("mobilenetv2_100", committed)
     assert pred["missing"] == 0 and pred["predicted_ms"] > 0
