@@ -127,3 +127,60 @@ def test_cli_roofline_json(capsys):
     assert out["macs"] > 0 and out["layers"]
     assert main(["roofline", "mobilenetv3_small_100", "--rp", "-1"]) == 2
     assert main(["roofline", "mobilenetv3_small_100", "--peak-macs", "1e12"]) == 2  # needs --peak-bw too
+
+
+# ---------------------------------------------------------------- hierarchical roofline (issue #19)
+
+_CEIL = {"peak_macs": 1e9, "bw": {"L1": 100e9, "L2": 50e9, "L3": 10e9, "DRAM": 1e9},
+         "capacity": {"L1": 1e3, "L2": 1e6, "L3": 1e8, "DRAM": math.inf}}
+
+
+def test_hierarchical_bound_counts_only_what_spills_past_each_level():
+    fits_l2 = roofline.Layer("a", "conv2d", "pointwise", 0, 500_000)
+    assert roofline.layer_bound(fits_l2, _CEIL) == pytest.approx(max(500_000 / 100e9, 499_000 / 50e9))
+    spills = roofline.Layer("b", "conv2d", "pointwise", 0, 3_000_000)  # 2 MB past L2 at L3's 10 GB/s
+    assert roofline.layer_bound(spills, _CEIL) == pytest.approx(2_000_000 / 10e9)
+    compute = roofline.Layer("c", "conv2d", "conv", 10_000_000, 500)
+    assert roofline.layer_bound(compute, _CEIL) == pytest.approx(10_000_000 / 1e9)
+
+
+def test_analyze_with_ceilings_sums_layer_bounds_and_names_levels():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 1)).eval()
+    rep = roofline.analyze(model, (3, 32, 32), rps=(0,), ceilings=_CEIL)
+    assert rep["bound_ms"] == pytest.approx(sum(d["bound_us"] for d in rep["layers"]) / 1e3)
+    assert {d["level"] for d in rep["layers"]} <= {"L1", "L2", "L3", "DRAM"}
+    flat = roofline.analyze(model, (3, 32, 32), rps=(0,), peak_macs=1e9, peak_bw=1e9)["bound_ms"]
+    assert rep["bound_ms"] < flat  # cache-resident traffic is cheaper than DRAM traffic
+
+
+def test_per_layer_efficiency_matches_mac_nodes_in_order_or_says_not():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 1)).eval()
+    rep = roofline.analyze(model, (3, 16, 16), rps=(0,), ceilings=_CEIL)
+    b0, b1 = (d["bound_us"] for d in rep["layers"] if d["op_type"] != "elementwise")
+    prof = [{"layer": "c0", "op": "FusedConv", "min_us": 2 * b0}, {"layer": "r", "op": "Relu", "min_us": 1.0},
+            {"layer": "c1", "op": "Conv", "min_us": b1 / 2}]
+    e = roofline.per_layer_efficiency(rep, prof)
+    assert e["matched"] and [r["node"] for r in e["layers"]] == ["c0", "c1"]
+    assert [round(r["efficiency"], 6) for r in e["layers"]] == [0.5, 2.0] and e["below_bound"] == 1
+    assert not roofline.per_layer_efficiency(rep, prof[:2])["matched"]
+
+
+def test_execution_order_follows_the_trace_not_the_node_index(tmp_path):
+    import json
+
+    trace = [{"cat": "Node", "name": "b_kernel_time", "ts": 5}, {"cat": "Node", "name": "a_kernel_time", "ts": 9},
+             {"cat": "Session", "name": "model_run", "ts": 1}]
+    (tmp_path / "t.json").write_text(json.dumps(trace))
+    rows = [{"layer": "a", "op": "Conv"}, {"layer": "b", "op": "Conv"}]
+    assert [r["layer"] for r in roofline.execution_order(rows, tmp_path / "t.json")] == ["b", "a"]
+
+
+def test_onnxruntime_ceilings_are_measured_and_ordered():
+    pytest.importorskip("onnxruntime")
+    from mobexport.benchmarks.analysis import hostcal
+
+    c = hostcal.measure_onnxruntime(threads=1, repeats=3, dram_mb=16)
+    assert c.runtime == "onnxruntime" and c.peak_macs > 1e8
+    assert set(c.detail["mac_rates"]) == {"conv3x3_128x28x28", "matmul_256x512x512"}
+    assert all(c.bw[a] >= c.bw[b] > 0 for a, b in zip(hostcal.LEVELS, hostcal.LEVELS[1:], strict=False))
+    assert c.level_for(1) == "L1" and c.level_for(math.inf) == "DRAM"

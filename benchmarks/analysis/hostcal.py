@@ -46,3 +46,130 @@ def measure(threads: int | None = None, n: int = 1024, copy_mb: int = 256, repea
     dst.copy_(src)
     t_cp = _best_of(lambda: dst.copy_(src), repeats)
     return HostPeaks(peak_macs=n**3 / t_mm, peak_bw=2 * elems * 4 / t_cp, threads=torch.get_num_threads())
+
+
+# ---------------------------------------------------------------- the runtime's own kernels, per cache level
+
+LEVELS = ("L1", "L2", "L3", "DRAM")
+
+
+@dataclass
+class Ceilings:
+    """A hierarchical roofline's ceilings, calibrated in the runtime the models run on (onnxruntime, the same
+    thread count): the best MAC/s of its own large convolution and GEMM kernels, and the streaming bandwidth
+    (read + write of an elementwise op) at a working set inside each cache level and beyond the last.
+    Per-call overhead (the same op on one element) is taken off, so the ceilings are the kernels' own rates."""
+
+    peak_macs: float  # MAC/s
+    bw: dict[str, float]  # level -> bytes/s
+    capacity: dict[str, float]  # level -> bytes that fit (DRAM: inf)
+    threads: int
+    runtime: str
+    detail: dict
+
+    def level_for(self, nbytes: float) -> str:
+        return next(lv for lv in LEVELS if nbytes <= self.capacity[lv])
+
+    def bw_for(self, nbytes: float) -> float:
+        return self.bw[self.level_for(nbytes)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cache_sizes() -> dict[str, float]:
+    """Bytes per level from Linux sysfs (L1 data, L2 per core, L3 shared), DRAM infinite; fallbacks when absent."""
+    from pathlib import Path
+
+    sizes = {"L1": 32 * 1024.0, "L2": 1024 * 1024.0, "L3": 8 * 1024 * 1024.0, "DRAM": float("inf")}
+    root = Path("/sys/devices/system/cpu/cpu0/cache")
+    for d in sorted(root.glob("index*")) if root.is_dir() else ():
+        try:
+            level, kind, size = ((d / f).read_text().strip() for f in ("level", "type", "size"))
+        except OSError:
+            continue
+        if kind == "Instruction" or not size.endswith("K"):
+            continue
+        sizes[f"L{level}"] = float(size[:-1]) * 1024
+    return sizes
+
+
+def _onnx_model(node, inputs, outputs, inits=()):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([node], "cal", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+                          list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 9
+    return onnx.load_from_string(m.SerializeToString())
+
+
+def _ort_best(model, feeds: dict, threads: int, repeats: int) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    s.run(None, feeds)
+    return _best_of(lambda: s.run(None, feeds), repeats)
+
+
+def _weights(name: str, shape) -> object:
+    import numpy as np
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 0.01, name)
+
+
+def measure_onnxruntime(threads: int = 1, repeats: int = 50, dram_mb: int = 256) -> Ceilings:
+    """Ceilings of onnxruntime's CPU kernels at ``threads``: peak MAC/s = the best of a 3x3 convolution
+    (128->128 channels, 28x28) and a 256x512x512 MatMul (a few ms each, so a min over ``repeats`` finds an
+    uninterrupted run on a shared machine); bandwidth per level = a Relu over a working set (input + output)
+    at half of L1 and L2, at min(half of L3, 4x L2) for L3 (what a layer of these models holds; a VM may
+    report a huge L3) and at ``dram_mb`` (256 MiB) for DRAM; each level's ceiling is its fastest probe."""
+    import numpy as np
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    tiny = _onnx_model(helper.make_node("Relu", ["x"], ["y"]), [("x", [1])], ["y"])
+    t0 = _ort_best(tiny, {"x": np.ones(1, np.float32)}, threads, repeats * 10)  # per-call overhead
+    conv = _onnx_model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]), [("x", [1, 128, 28, 28])],
+                       ["y"], [_weights("w", (128, 128, 3, 3))])
+    gemm = _onnx_model(helper.make_node("MatMul", ["x", "w"], ["y"]), [("x", [256, 512])], ["y"],
+                       [_weights("w", (512, 512))])
+    rates = {"conv3x3_128x28x28": 128 * 128 * 9 * 28 * 28 / max(1e-9, _ort_best(
+                 conv, {"x": rng.standard_normal((1, 128, 28, 28), np.float32)}, threads, repeats) - t0),
+             "matmul_256x512x512": 256 * 512 * 512 / max(1e-9, _ort_best(
+                 gemm, {"x": rng.standard_normal((256, 512), np.float32)}, threads, repeats) - t0)}
+    cap = cache_sizes()
+    bw, sets, probes = {}, {}, {}
+    for lv in LEVELS:
+        nbytes = {"L3": min(cap["L3"] / 2, 4 * cap["L2"]), "DRAM": dram_mb * 2**20}.get(lv, cap[lv] / 2)
+        probes[lv] = {k: nb / max(1e-9, t - t0) for k, (nb, t) in _stream_probes(
+            nbytes, threads, repeats if lv != "DRAM" else max(3, repeats // 4), rng).items()}
+        bw[lv], sets[lv] = max(probes[lv].values()), nbytes
+    for a, b in reversed(list(zip(LEVELS, LEVELS[1:], strict=False))):  # an inner level is never slower
+        bw[a] = max(bw[a], bw[b])
+    return Ceilings(peak_macs=max(rates.values()), bw=bw, capacity=cap, threads=threads, runtime="onnxruntime",
+                    detail={"mac_rates": rates, "overhead_s": t0, "stream_bytes": sets, "stream_rates": probes})
+
+
+def _stream_probes(nbytes: float, threads: int, repeats: int, rng) -> dict[str, tuple[float, float]]:
+    """{probe: (bytes moved, best seconds)} for three memory-bound kernels of the runtime over about ``nbytes``
+    of working set: Relu (read + write), ReduceSum (read), and a 1x1 convolution 16->16 channels (read + write,
+    the layout and kernel the models' pointwise layers use)."""
+    import numpy as np
+    from onnx import helper
+
+    n = max(16, int(nbytes // 8))
+    hw = max(1, int((n // 16) ** 0.5))
+    relu = _onnx_model(helper.make_node("Relu", ["x"], ["y"]), [("x", [n])], ["y"])
+    red = _onnx_model(helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0), [("x", [2 * n])], ["y"])
+    pw = _onnx_model(helper.make_node("Conv", ["x", "w"], ["y"]), [("x", [1, 16, hw, hw])], ["y"],
+                     [_weights("w", (16, 16, 1, 1))])
+    return {"relu": (8 * n, _ort_best(relu, {"x": rng.standard_normal(n, np.float32)}, threads, repeats)),
+            "reducesum": (8 * n, _ort_best(red, {"x": rng.standard_normal(2 * n, np.float32)}, threads, repeats)),
+            "conv1x1_16": (8 * 16 * hw * hw, _ort_best(pw, {"x": rng.standard_normal((1, 16, hw, hw), np.float32)},
+                                                        threads, repeats))}

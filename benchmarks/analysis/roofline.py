@@ -90,10 +90,34 @@ def time_by_op_type(layers: list[Layer], peak_macs: float, peak_bw: float) -> di
     return acc
 
 
+LEVELS = ("L1", "L2", "L3", "DRAM")
+
+
+def _level(nbytes: float, c: dict) -> str:
+    return next(lv for lv in LEVELS if nbytes <= c["capacity"][lv])
+
+
+def layer_bound(layer: Layer, ceilings) -> float:
+    """Seconds, hierarchical roofline: max(MACs / peak, each level's traffic / its bandwidth). A layer's
+    working set is the bytes it moves (weights, input, output); the part of it past what the levels inside a
+    level hold must cross that level: L1 carries all of it, L2 what exceeds L1, L3 what exceeds L2, DRAM what
+    exceeds L3 (the activations of these models live in cache; only what does not fit goes further).
+    ``ceilings``: ``hostcal.Ceilings`` (or its dict), calibrated in the runtime."""
+    c = ceilings if isinstance(ceilings, dict) else ceilings.to_dict()
+    t_mem, inner = 0.0, 0.0
+    for lv in LEVELS:
+        t_mem = max(t_mem, max(0.0, layer.bytes - inner) / c["bw"][lv])
+        inner = c["capacity"][lv]
+    return max(layer.macs / c["peak_macs"], t_mem)
+
+
 def analyze(model, input_size, precision: str = "fp32", rps=DEFAULT_RPS, peak_macs: float = 1e12,
-            peak_bw: float | None = None) -> dict:
+            peak_bw: float | None = None, ceilings=None) -> dict:
     """Roofline report for a deploy-form model: totals, per-layer list, RP sweep, and (if ``peak_bw`` is
-    given) the bound at that concrete machine (peak_macs, peak_bw)."""
+    given) the bound at that concrete machine (peak_macs, peak_bw). With ``ceilings`` (``hostcal.Ceilings``
+    calibrated in the runtime) the bound is the hierarchical one: each layer's bytes at the bandwidth of the
+    cache level its working set fits in, MACs at the runtime's best kernel rate; ``bound_ms`` is that, each
+    layer carries its ``bound_us`` and ``level``, and the ridge-point sweep is unchanged."""
     import torch
 
     from mobexport.exporter.profile import profile_ops
@@ -114,7 +138,45 @@ def analyze(model, input_size, precision: str = "fp32", rps=DEFAULT_RPS, peak_ma
         report["peak_bw"] = peak_bw
         report["ridge_point"] = peak_macs / peak_bw
         report["bound_ms"] = model_time(layers, peak_macs, peak_bw) * 1e3
+    if ceilings is not None:
+        c = ceilings if isinstance(ceilings, dict) else ceilings.to_dict()
+        for d, layer in zip(report["layers"], layers, strict=True):
+            d["bound_us"] = layer_bound(layer, c) * 1e6
+            d["level"] = _level(layer.bytes, c)
+        report["ceilings"] = c
+        report["bound_ms"] = sum(d["bound_us"] for d in report["layers"]) / 1e3
     return report
+
+
+def execution_order(profile: list[dict], trace_path) -> list[dict]:
+    """``profile`` (onnxruntime ``read_profile`` rows, in node-index order) re-ordered as the nodes first ran in
+    the raw trace: after graph fusion a node's index no longer follows the graph."""
+    import json
+    from pathlib import Path
+
+    first: dict[str, float] = {}
+    for ev in json.loads(Path(trace_path).read_text()):
+        name = str(ev.get("name", ""))
+        if ev.get("cat") == "Node" and name.endswith("_kernel_time"):
+            first.setdefault(name.removesuffix("_kernel_time"), float(ev.get("ts", 0)))
+    return sorted(profile, key=lambda row: first.get(row["layer"], float("inf")))
+
+
+def per_layer_efficiency(report: dict, profile: list[dict]) -> dict:
+    """Bound / measured for every MAC layer: the report's MAC layers (``analyze`` with ``ceilings``) and the
+    profile's MAC nodes (a runtime's ``read_profile``: onnxruntime's Conv/FusedConv/Gemm/MatMul … in execution
+    order) are matched one to one in order when their counts agree (a runtime fuses activations into the conv
+    but keeps one node per conv); ``matched`` False and no rows otherwise."""
+    mac = [d for d in report["layers"] if d["op_type"] in _MAC_TYPES]
+    nodes = [n for n in profile if n["op"] in ONNX_MAC_OPS]
+    if len(mac) != len(nodes) or not mac:
+        return {"matched": False, "bound_layers": len(mac), "profiled_nodes": len(nodes), "layers": []}
+    rows = [{"layer": d["name"], "op": d["op_type"], "node": n["layer"], "macs": d["macs"], "level": d["level"],
+             "bound_us": d["bound_us"], "measured_us": n["min_us"],
+             "efficiency": d["bound_us"] / n["min_us"] if n["min_us"] else None} for d, n in zip(mac, nodes, strict=True)]
+    eff = sorted(r["efficiency"] for r in rows if r["efficiency"] is not None)
+    return {"matched": True, "layers": rows, "median_efficiency": eff[len(eff) // 2] if eff else None,
+            "max_efficiency": eff[-1] if eff else None, "below_bound": sum(e > 1 for e in eff)}
 
 
 def rank_models(reports: dict[str, dict]) -> list[dict]:
