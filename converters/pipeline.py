@@ -65,7 +65,8 @@ class ExportResult:
                 "artifact": str(self.artifact), "manifest": str(self.manifest_path),
                 "weights": self.manifest.get("weights"), "sha256": self.manifest.get("sha256"),
                 "size_bytes": self.manifest.get("size_bytes"), "fidelity": self.fidelity,
-                "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "exit_code": self.exit_code}
+                "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "exit_code": self.exit_code,
+                "performance_notes": self.manifest.get("performance_notes", [])}
 
 
 def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = None,

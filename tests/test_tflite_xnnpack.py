@@ -104,3 +104,14 @@ def test_int8_vs_fp32_note(int8_hswish, monkeypatch):
     assert slow["note"].startswith("int8 slower than fp32 here: 2.00 ms vs 1.00 ms") and "HARD_SWISH" in slow["note"]
     monkeypatch.setattr(tx, "_min_ms", lambda path, runs, warmup: 0.5 if path == q else 1.0)
     assert "note" not in tx.int8_vs_fp32(f, q)
+
+
+def test_export_json_carries_the_performance_notes(tmp_path):
+    from mobexport.converters.pipeline import ExportResult
+    from mobexport.exporter.status import Status
+
+    note = "int8 slower than fp32 here: 2.00 ms vs 1.00 ms (ops outside XNNPACK's int8 path (HARD_SWISHx1))"
+    r = ExportResult("m", "tflite-w8a8", Status.OK, tmp_path / "m.tflite", tmp_path / "manifest.json",
+                     manifest={"performance_notes": [note]})
+    assert r.to_json()["performance_notes"] == [note]
+    assert ExportResult("m", "tflite-fp32", Status.OK, tmp_path, tmp_path).to_json()["performance_notes"] == []
