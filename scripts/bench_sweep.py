@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     cluster, summary = two_nodes(models, a.target, fresh_db(a.db))
     print(f"two-node cluster: {cluster:.0f} s", flush=True)
     load_after = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    sample = "" if a.every == 1 else (f" (every {a.every}th of the zoo's {len(zoo)} models: a sample across its "
-                                      "families, which the time this run had allowed)")
+    sample = "" if a.every == 1 else (f" (one in every {a.every} of the zoo's {len(zoo)} models, in its order: a "
+                                      "sample across its families, which the time this run had allowed)")
     OUT.write_text(render(models, a.target, single, single_rows, cluster, summary, load_before, load_after, sample))
     print(OUT.read_text())
     return 0
