@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/predictors.md")
     ap.add_argument("--lut-file", default="results/lut_onnxruntime_1t.json")
     ap.add_argument("--runtime", default="onnxruntime")
+    ap.add_argument("--skip-lut", action="store_true", help="no LUT build/columns (bounds and efficiency only)")
     ap.add_argument("--calibrations", type=int, default=3, help="ceiling calibrations (best of)")
     ap.add_argument("--target", default=None, help="default: the runtime's (onnx-fp32 for onnxruntime)")
     args = ap.parse_args(argv)
@@ -114,30 +115,33 @@ def main(argv=None) -> int:
     peaks = ceilings(args.calibrations)
     print(f"ceilings (onnxruntime, 1 thread): {peaks.peak_macs / 1e9:.1f} GMAC/s, "
           f"{ {k: round(v / 1e9, 1) for k, v in peaks.bw.items()} } GB/s", file=sys.stderr)
-    table = lut.build(names, runtime=args.runtime, target=args.target, out=args.lut_file, runs=args.lut_runs,
-                      warmup=5, threads=1, progress=lambda msg: print(msg, file=sys.stderr))
+    table = None if args.skip_lut else lut.build(
+        names, runtime=args.runtime, target=args.target, out=args.lut_file, runs=args.lut_runs, warmup=5, threads=1,
+        progress=lambda msg: print(msg, file=sys.stderr))
+    target = table.target if table else lut.resolve(args.runtime, args.target)[1].id
     rows, layers = [], {}
     for name in names:
         spec = mobexport.get_spec(name)
         model = mobexport.reparameterize(mobexport.create_model(name))
-        measured, _ = lut.time_model(name, args.runtime, table.target, args.runs, 10, 1)
+        measured, _ = lut.time_model(name, args.runtime, target, args.runs, 10, 1)
         rep = roofline.analyze(model, spec.input_size, "fp32", rps=(0,), peak_macs=peaks.peak_macs,
                                ceilings=peaks)
         per_layer = roofline.per_layer_efficiency(rep, layer_profile(model, spec))
         layers[name] = per_layer
         rows.append({"model": name, "measured_ms": measured, "roofline_ms": rep["bound_ms"],
-                     "lut_ms": lut.predict(name, table)["predicted_ms"], "macs": rep["macs"],
+                     "lut_ms": lut.predict(name, table)["predicted_ms"] if table else None, "macs": rep["macs"],
                      "params": count_params(model), "per_layer": per_layer})
         print(f"{name}: {measured:.3f} ms", file=sys.stderr)
     load1 = os.getloadavg()
     m = [r["measured_ms"] for r in rows]
     mean = sum(m) / len(m)
-    rmse = math.sqrt(sum((r["lut_ms"] - r["measured_ms"]) ** 2 for r in rows) / len(rows))
-    corr = {k: spearman([r[k] for r in rows], m) for k in ("lut_ms", "roofline_ms", "macs", "params")}
+    rmse = math.sqrt(sum((r["lut_ms"] - r["measured_ms"]) ** 2 for r in rows) / len(rows)) if table else math.nan
+    corr = {k: spearman([r[k] for r in rows], m) if table or k != "lut_ms" else math.nan
+            for k in ("lut_ms", "roofline_ms", "macs", "params")}
     lines = [f"Predictors vs measured — {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-             f"{table.target} on {table.runtime} 1 thread (model and blocks converted by the target's converter, "
+             f"{target} on {args.runtime} 1 thread (model and blocks converted by the target's converter, "
              f"each timed in its own worker), min of {args.runs} (LUT blocks: min of {args.lut_runs}); "
-             f"{len(table.entries)} distinct blocks; took {time.time() - t0:.0f} s; load average (1/5/15 min) "
+             f"{f'{len(table.entries)} distinct blocks' if table else 'LUT not built this run (--skip-lut)'}; took {time.time() - t0:.0f} s; load average (1/5/15 min) "
              f"{load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f} at the start, {load1[0]:.1f}/{load1[1]:.1f}/"
              f"{load1[2]:.1f} at the end.", "", ceilings_line(peaks), "",
              "| model | measured min ms | roofline-bound ms | efficiency (bound/measured) | measured ≥ bound | "
@@ -151,11 +155,12 @@ def main(argv=None) -> int:
                      f"{'yes' if r['measured_ms'] >= r['roofline_ms'] else '**no**'} | "
                      + (f"{len(pl['layers'])} | {pl['median_efficiency']:.2f} | {pl['below_bound']} | " if pl["matched"]
                         else f"no ({pl['bound_layers']} vs {pl['profiled_nodes']} nodes) | - | - | ")
-                     + f"{r['lut_ms']:.3f} | "
-                     f"{(r['lut_ms'] - r['measured_ms']) / r['measured_ms'] * 100:+.1f} | {r['macs'] / 1e6:.1f} | "
+                     + (f"{r['lut_ms']:.3f} | {(r['lut_ms'] - r['measured_ms']) / r['measured_ms'] * 100:+.1f} | "
+                        if table else "- | - | ") + f"{r['macs'] / 1e6:.1f} | "
                      f"{r['params'] / 1e6:.2f} |")
-    lines += ["", f"LUT: RMSE {rmse:.3f} ms = {rmse / mean * 100:.1f}% of mean latency {mean:.3f} ms; "
-              f"Spearman LUT {corr['lut_ms']:.3f}, roofline-bound {corr['roofline_ms']:.3f}, "
+    lines += ["", (f"LUT: RMSE {rmse:.3f} ms = {rmse / mean * 100:.1f}% of mean latency {mean:.3f} ms; "
+                   f"Spearman LUT {corr['lut_ms']:.3f}, " if table else "Spearman ")
+              + f"roofline-bound {corr['roofline_ms']:.3f}, "
               f"MACs-only {corr['macs']:.3f}, params-only {corr['params']:.3f} (n={len(rows)})"]
     lines += ["", "Efficiency per layer: " + str(Path(args.out).with_name("roofline_layers.json")) + " (bound, "
               "measured = onnxruntime's per-node kernel time, min of 20 profiled runs, matched in execution "
@@ -168,7 +173,8 @@ def main(argv=None) -> int:
     Path(args.out).write_text(text + "\n")
     from mobexport.benchmarks.analysis.plots import scatter_predicted_vs_measured
 
-    scatter_predicted_vs_measured(rows, Path(args.out).with_suffix(".png"))
+    scatter_predicted_vs_measured(rows, Path(args.out).with_suffix(".png"),
+                                  keys=("lut_ms", "roofline_ms") if table else ("roofline_ms",))
     return 0
 
 
