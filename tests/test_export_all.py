@@ -142,3 +142,66 @@ def test_onnx_built_once_for_every_target_built_from_it(tmp_path):
     m = read_manifest(onnx_dir)
     assert m["sha256"] == sha256_path(onnx_dir / m["artifact"])
     assert not [p for p in (tmp_path / "build").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+LONG = "mobileone_s1_finetuned_on_our_warehouse_photos"
+
+
+def _results_db(tmp_path: Path) -> Path:
+    """A results database holding an iPhone's record (the apps' example payload, renamed to a long model name)
+    and the host export record of the same artifact (by sha256): its size, weights and fidelity."""
+    from mobexport.benchmarks.results import BenchmarkResult
+    from mobexport.benchmarks.store import open_store
+    from mobexport.benchmarks.store.artifacts import add_artifact
+
+    payload = json.loads((ROOT / "benchmarks" / "schema" / "examples" / "ios_result.json").read_text())
+    payload["model"] = LONG
+    db = tmp_path / "r.db"
+    with open_store(str(db)) as store:
+        store.add(BenchmarkResult.from_dict(payload))
+        add_artifact(store, {"sha256": payload["artifact_sha256"], "model": LONG, "target": "coreml-fp16",
+                             "weights": "random weights (seed 0): latency is real, accuracy is not",
+                             "size_bytes": 2_468_000, "status": "UNVALIDATED_NO_RUNTIME", "fidelity": {}})
+        add_artifact(store, {"sha256": "cd" * 32, "model": LONG, "target": "tflite-w8a8", "weights": "w.pt",
+                             "size_bytes": 1, "status": "OK",
+                             "fidelity": {"metrics": {"top1_agreement": 0.99, "sqnr_db": 31.25}}})
+    return db
+
+
+def test_results_table_has_size_weights_fidelity_and_folds_to_the_width(tmp_path):
+    db = _results_db(tmp_path)
+    p = _cli("results", "--db", str(db))  # piped: printed whole, one line per row
+    assert p.returncode == 0, p.stderr
+    header, rows = _table(p.stdout)
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["model"] == LONG and row["weights"] == "random" and row["size MB"] == "2.47"  # the app said "random"
+    assert row["fidelity"] == "-" and row["status"] == "UNVALIDATED_NO_RUNTIME" and row["harness"] == "ios_app"
+    from mobexport.benchmarks.store import open_store
+    from mobexport.benchmarks.store.artifacts import artifact_info
+
+    with open_store(str(db), read_only=True) as store:  # the int8 summary: agreement and SQNR
+        assert artifact_info(store, ["cd" * 32])["cd" * 32]["fidelity"] == "agree 0.990, 31.2 dB"
+    import pty
+
+    master, slave = pty.openpty()  # an 80-column terminal: columns fold, the name and status stay whole
+    proc = subprocess.Popen([sys.executable, "-m", "mobexport.cli", "results", "--db", str(db)], stdin=slave,
+                            stdout=slave, stderr=slave, cwd=ROOT, env={**os.environ, "COLUMNS": "80"},
+                            close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+    lines = text.splitlines()
+    assert max(len(ln) for ln in lines) <= 80, text
+    assert any(LONG in ln for ln in lines) and any("UNVALIDATED_NO_RUNTIME" in ln for ln in lines), text
+    for col in ("weights", "size MB", "fidelity"):  # headers fold too, but every column is there
+        assert col.split()[0] in text, text

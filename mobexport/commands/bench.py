@@ -102,24 +102,24 @@ def run(args) -> int:
 
 
 def render(outcomes) -> None:
-    from rich.table import Table
+    from .results import print_table, wide_console
 
-    from .results import wide_console
-
-    t = Table(title="host benchmark (min of N round trips, ms)")
-    for col in ("id", "model", "target", "runtime", "thr", "runs", "min ms", "p50", "p90", "max", "load ms",
-                "RSS MB", "status"):
-        t.add_column(col, style="bold" if col == "min ms" else None)
+    columns = [(c, "right" if c in ("id", "thr", "runs") or c.endswith(("ms", "MB")) or c in ("p50", "p90", "max")
+                else "left") for c in ("id", "model", "target", "runtime", "thr", "runs", "min ms", "p50", "p90",
+                                       "max", "load ms", "RSS MB", "status")]
+    rows = []
     for o in outcomes:
         r = o.result
         if r is None:
-            t.add_row("-", o.model, o.target, "-", "-", "0", "-", "-", "-", "-", "-", "-",
-                      f"{o.bench_status.value}: {o.reason[:70]}")
+            rows.append(("-", o.model, o.target, "-", "-", "0", "-", "-", "-", "-", "-", "-",
+                         f"{o.bench_status.value}: {o.reason[:70]}"))
             continue
-        t.add_row(str(o.id or "-"), r.model, r.target, f"{r.runtime} {r.runtime_version}",
-                  str(r.threads or "-"), str(r.runs), f"{r.min_ms:.3f}", f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}",
-                  f"{r.max_ms:.2f}", f"{r.load_ms:.0f}", f"{r.peak_rss_mb:.0f}", f"validation {r.validation_status}")
-    wide_console().print(t)
+        rows.append((str(o.id or "-"), r.model, r.target, f"{r.runtime} {r.runtime_version}", str(r.threads or "-"),
+                     str(r.runs), f"{r.min_ms:.3f}", f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.max_ms:.2f}",
+                     f"{r.load_ms:.0f}", f"{r.peak_rss_mb:.0f}", f"validation {r.validation_status}"))
+    # model names and statuses never cut; on a narrow terminal the columns split over several tables
+    print_table("host benchmark (min of N round trips, ms)", columns, rows, keep=("model",), whole=("model",),
+                bold="min ms", console=wide_console())
     from mobexport.exporter.source import is_random_tag
 
     random = sorted({(o.result.model, o.result.weights) for o in outcomes

@@ -119,8 +119,6 @@ ALL_EPILOG = ("exit code: the highest of the per-target codes — 0 OK or UNVALI
 def add_all_parser(p: argparse.ArgumentParser) -> None:
     """``mobexport export NAME --to T1,T2,...|all [--bench] [--runs N] [--json]``: the export commands' model
     flags and general options, no format-specific ones."""
-    import types
-
     from mobexport.converters.base import GeneralOptions
 
     p.epilog = ALL_EPILOG
@@ -133,9 +131,16 @@ def add_all_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs with --bench (default 10)")
     p.add_argument("--db", help="results database for --bench, as `mobexport bench` (default ./mobexport-results.db)")
     p.add_argument("--no-store", action="store_true", help="with --bench: do not write the results database")
-    # general options that apply to every target (no --report / --range-search: int8 and per-format only)
-    add_option_flags(p, GeneralOptions, types.SimpleNamespace(targets=(), range_search=False))
+    # general options that apply to every target: none that a converter must offer (--report, --range-search, ...)
+    add_option_flags(p, GeneralOptions, _NoConverter())
     p.add_argument("--json", action="store_true", help="print one JSON object per target (a list)")
+
+
+class _NoConverter:
+    """What a general option's ``needs`` asks of a converter, answered for none: every feature is absent."""
+
+    def __getattr__(self, name: str):
+        return ()
 
 
 def run_all(args) -> int:
@@ -181,26 +186,22 @@ def _status_text(r, bench: bool) -> str:
 
 
 def render_all(records, *, bench: bool) -> None:
-    from rich.table import Table
+    from .results import print_table, wide_console
 
-    from .results import wide_console
-
-    t = Table(title=f"{records[0].model if records else ''}: one row per target")
-    widths = {"target": max(len(r.target) for r in records),  # never cut: at least as wide as the longest
-              "status": max(len(_status_text(r, bench)) for r in records)}
-    for col, just in (("target", "left"), ("status", "left"), ("size MB", "right"), ("fidelity", "left"),
-                      ("export s", "right"), *((("min ms", "right"), ("p50 ms", "right")) if bench else ()),
-                      ("runtime", "left"), ("artifact", "left")):
-        t.add_column(col, justify=just, overflow="fold", min_width=widths.get(col))
+    columns = (("target", "left"), ("status", "left"), ("size MB", "right"), ("fidelity", "left"),
+               ("export s", "right"), *((("min ms", "right"), ("p50 ms", "right")) if bench else ()),
+               ("runtime", "left"), ("artifact", "left"))
+    rows = []
     for r in records:
         row = [r.target, _status_text(r, bench), f"{r.size_bytes / 1e6:.2f}" if r.size_bytes else "-", r.fidelity_text,
                f"{r.export_s:.1f}" if r.export_s is not None else "-"]
         if bench:
             row += [f"{r.min_ms:.3f}" if r.min_ms is not None else "-",
                     f"{r.p50_ms:.3f}" if r.p50_ms is not None else "-"]
-        t.add_row(*row, r.runtime or "-", r.artifact or "-")
-    c = wide_console()
-    c.print(t)
+        rows.append((*row, r.runtime or "-", r.artifact or "-"))
+    c = wide_console()  # target names and statuses never cut; on a narrow terminal the columns split
+    print_table(f"{records[0].model if records else ''}: one row per target", columns, rows, keep=("target",),
+                whole=("target", "status"), console=c)
     for r in records:
         for why in (r.reason, r.bench_reason):
             if why:

@@ -90,26 +90,24 @@ def _samples(store, args) -> int:
     return 0
 
 
-def render_table(rows: list[dict], title: str | None = None) -> None:
-    from rich.table import Table
+COLUMNS = (("id", "right"), ("model", "left"), ("weights", "left"), ("target", "left"), ("harness", "left"),
+           ("device", "left"), ("runtime", "left"), ("unit", "left"), ("thr", "right"), ("runs", "right"),
+           ("min ms", "right"), ("p50", "right"), ("p90", "right"), ("load ms", "right"), ("RSS MB", "right"),
+           ("size MB", "right"), ("fidelity", "left"), ("status", "left"), ("top-1 % (data)", "left"))
 
-    t = Table(title=title or f"{len(rows)} results (min of N round trips, ms)")
-    for col, just in (("id", "right"), ("model", "left"), ("weights", "left"), ("target", "left"),
-                      ("harness", "left"), ("device", "left"), ("runtime", "left"), ("unit", "left"),
-                      ("thr", "right"), ("runs", "right"), ("min ms", "right"), ("p50", "right"), ("p90", "right"),
-                      ("load ms", "right"), ("RSS MB", "right"), ("size MB", "right"), ("fidelity", "left"),
-                      ("status", "left"), ("top-1 % (data)", "left")):
-        t.add_column(col, justify=just, style="bold" if col == "min ms" else None, overflow="fold",
-                     min_width=_longest(rows, {"model": "model", "status": "validation_status"}.get(col)))
+
+def render_table(rows: list[dict], title: str | None = None) -> None:
+    cells = []
     for r in rows:
         art = r.get("artifact") or {}
-        t.add_row(str(r.get("id", "")), r["model"], weights_cell(r["weights"]), r["target"], r["harness"],
-                  r["device_model"], f"{r['runtime']} {r['runtime_version']}", r["compute_unit"],
-                  _opt(r.get("threads")), str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}",
-                  f"{r['p90_ms']:.3f}", _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"),
-                  _opt(art.get("size_bytes") and art["size_bytes"] / 1e6, ".2f"), art.get("fidelity") or "-",
-                  r["validation_status"], _top1(r.get("accuracy")))
-    wide_console().print(t)
+        cells.append((str(r.get("id", "")), r["model"], weights_cell(r["weights"]), r["target"], r["harness"],
+                      r["device_model"], f"{r['runtime']} {r['runtime_version']}", r["compute_unit"],
+                      _opt(r.get("threads")), str(r["runs"]), f"{r['min_ms']:.3f}", f"{r['p50_ms']:.3f}",
+                      f"{r['p90_ms']:.3f}", _opt(r.get("load_ms"), ".1f"), _opt(r.get("peak_rss_mb"), ".0f"),
+                      _opt(art.get("size_bytes") and art["size_bytes"] / 1e6, ".2f"), art.get("fidelity") or "-",
+                      r["validation_status"], _top1(r.get("accuracy"))))
+    print_table(title or f"{len(rows)} results (min of N round trips, ms)", COLUMNS, cells, keep=("id", "model"),
+                whole=("model", "status"), bold="min ms")
 
 
 def weights_cell(tag: str) -> str:
@@ -122,9 +120,46 @@ def weights_cell(tag: str) -> str:
     return tag
 
 
-def _longest(rows: list[dict], key: str | None) -> int | None:
-    """Model names and statuses are never cut: their column is at least as wide as the longest one."""
-    return max((len(str(r.get(key, ""))) for r in rows), default=None) if key else None
+def print_table(title: str, columns, rows: list[tuple[str, ...]], *, keep=(), whole=(), bold: str | None = None,
+                console=None) -> None:
+    """A rich table of ``columns`` ((name, justify), ...) fitted to the terminal: cells fold (never cut) and the
+    ``whole`` columns (model names, statuses) are at least as wide as their longest cell; when even that does not
+    fit, the columns are split over several tables, each repeating the ``keep`` columns. Piped (``wide_console``),
+    one table at its natural width."""
+    console = console or wide_console()
+    names = [c[0] for c in columns]
+    longest = {n: max((len(r[names.index(n)]) for r in rows), default=0) for n in whole}
+    groups: list[list[int]] = []
+    for i, name in enumerate(names):
+        if name in keep:
+            continue
+        group = [names.index(k) for k in keep] + [i]
+        if groups and _min_width(console, _table("", columns, rows, groups[-1] + [i], longest, bold)) \
+                <= console.width:
+            groups[-1].append(i)
+        else:
+            groups.append(group)
+    for n, group in enumerate(groups or [list(range(len(names)))]):
+        console.print(_table(title if n == 0 else "", columns, rows, group, longest, bold))
+
+
+def _table(title: str, columns, rows, group: list[int], longest: dict[str, int], bold: str | None):
+    from rich.table import Table
+
+    t = Table(title=title or None)
+    for i in group:
+        name, just = columns[i]
+        t.add_column(name, justify=just, overflow="fold", min_width=longest.get(name) or None,
+                     style="bold" if name == bold else None)
+    for r in rows:
+        t.add_row(*(r[i] for i in group))
+    return t
+
+
+def _min_width(console, table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(max_width=1_000_000), table).minimum
 
 
 def wide_console():
