@@ -223,17 +223,44 @@ class GeneralOptions(Options):
                "instead of per tensor; measure before using it (scripts/int8_agreement.py)",
         needs=lambda c: c.range_search)
     tolerances: dict = option(dict, "validator threshold overrides (quantization.validate.POLICIES keys)", cli=False)
+    min_agreement: float | None = option(
+        None, "with --int8: fidelity budget: keep the most sensitive layers at higher precision until top-1 "
+              "agreement with float on the held-out crops is >= this (0-1); the artifact is then not full integer",
+        needs=lambda c: any(t.needs_calibration for t in c.targets))
+    min_sqnr: float | None = option(None, "with --int8: fidelity budget in logit SQNR (dB), as --min-agreement",
+                                    needs=lambda c: any(t.needs_calibration for t in c.targets))
+    keep_as: str = option("float", "with a fidelity budget: the precision kept layers get (float, or int16 "
+                          "activations with int8 weights)", choices=("float", "int16"),
+                          needs=lambda c: bool(getattr(c, "budget_keeps", ())))
+    max_keep: int = option(16, "with a fidelity budget: the most layers kept before giving up (exit 1)", minimum=1,
+                           needs=lambda c: bool(getattr(c, "budget_keeps", ())))
+    full_integer: bool = option(False, "with --int8: the artifact is for a full-integer accelerator (Edge TPU, "
+                                       "Pixel TPU): every op int8, so a fidelity budget cannot apply",
+                                needs=lambda c: any(t.needs_calibration for t in c.targets))
 
     def check(self, target: Target) -> None:
         from mobexport.quantization.validate import POLICIES
 
-        for name in ("report", "range_search"):
-            if getattr(self, name) and not target.needs_calibration:
+        for name in ("report", "range_search", "min_agreement", "min_sqnr", "full_integer"):
+            if getattr(self, name) not in (None, False) and not target.needs_calibration:
                 raise UsageError(f"{flag(name)} applies to --int8 only")
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise UsageError(f"--min-agreement is a fraction in (0, 1], got {self.min_agreement}")
+        if self.full_integer and self.budgeted:
+            raise UsageError(f"{target.id} --full-integer stays full integer (Edge TPU / Pixel TPU run every op in "
+                             "int8): a fidelity budget (--min-agreement / --min-sqnr) cannot apply to it")
         known = {k for policy in POLICIES.values() for k in policy}
         if set(self.tolerances) - known:
             raise UsageError(f"unknown tolerance(s) {', '.join(sorted(set(self.tolerances) - known))}; "
                              f"known: {', '.join(sorted(known))}")
+
+    @property
+    def budgeted(self) -> bool:
+        return self.min_agreement is not None or self.min_sqnr is not None
+
+
+BUDGET_NOT_BUILT = ("keeping layers at higher precision (per-op fp16 compute precision in Core ML, Q/DQ placement in "
+                    "TensorRT) has no budget loop yet; only tflite-w8a8 has one. --int8 alone gives full w8a8")
 
 
 def parse_options(converter: Converter, target: Target, values: dict[str, Any] | None):
@@ -250,6 +277,11 @@ def parse_options(converter: Converter, target: Target, values: dict[str, Any] |
     g = GeneralOptions.parse({k: v for k, v in values.items() if k in general}, target)
     if g.range_search and not converter.range_search:
         raise UsageError(f"{flag('range_search')} is not offered by {target.format}")
+    if g.budgeted and g.keep_as not in converter.budget_keeps:
+        raise UsageError(f"{target.id}: a fidelity budget (--min-agreement / --min-sqnr) "
+                         + (f"keeps layers as {', '.join(converter.budget_keeps)} only, not {g.keep_as}"
+                            if converter.budget_keeps else f"is not built for {target.format}: "
+                            f"{converter.budget_refusal or BUDGET_NOT_BUILT}"))
     return g, converter.Options.parse({k: v for k, v in values.items() if k in own}, target)
 
 
@@ -268,6 +300,10 @@ class Converter(ABC):
     format: str = ""
     summary: str = ""  # one line: the help of `mobexport <format>`
     rank: int = 100  # place in listings (CLI, matrix, tables): by rank, then by name
+    # int8 with a fidelity budget (--min-agreement / --min-sqnr): the precisions a kept layer can have; () refuses
+    # it with ``budget_refusal``
+    budget_keeps: tuple[str, ...] = ()
+    budget_refusal: str = ""
     targets: tuple[Target, ...] = ()
     Options: type[Options] = Options  # this format's typed options (none here); `mobexport <format>` flags follow
     runtime_name: str = ""
@@ -284,8 +320,9 @@ class Converter(ABC):
     def manifest_extras(self, state: ExportState, artifact_path: Path) -> dict[str, Any]:
         """Format-specific manifest entries: ``manifest_reports``, then the quantization recipe if there is one."""
         extras = {k: state.reports.get(k, {}) for k in self.manifest_reports}
-        if "quantization" in state.reports:
-            extras["quantization"] = state.reports["quantization"]
+        for k in ("quantization", "int8_budget"):
+            if k in state.reports:
+                extras[k] = state.reports[k]
         return extras
 
     packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest

@@ -1,0 +1,252 @@
+"""``tflite-w8a8`` with a fidelity budget (``--int8 --min-agreement A`` / ``--min-sqnr D``, issue #24).
+
+Starts from the converter's full-integer recipe (bias-corrected float .tflite, relative-MSE activation ranges,
+ai-edge-quantizer ``static_wi8_ai8``) and keeps weighted ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) at
+higher precision, chosen by ``quantization.budget.greedy``, until the gate holds on the held-out crops (every
+held-out photo x 10 crops) *and* on the validator's held-out photos:
+
+* ``--keep-as float`` (default): the op is left un-quantized (``no_quantize``), a float island between
+  DEQUANTIZE / QUANTIZE; XNNPACK runs it in fp32.
+* ``--keep-as int16``: int16 activations with int8 weights (TFLite's 16x8 kernels; XNNPACK has none, so the
+  op runs on the reference kernels: measure the latency).
+
+I/O stays int8. The validator then judges the artifact with the budget's thresholds. The report
+(``int8_budget`` in the manifest) names the kept layers (PyTorch module names), the agreement and SQNR reached,
+the full-int8 start, each step, and the host latency (LiteRT XNNPACK, 1 thread) against full int8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Artifact, ExportState, GeneralOptions
+
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+QDQ_MACS = 16  # estimated cost of quantizing or dequantizing one activation element, in MACs
+LATENCY_RUNS, LATENCY_WARMUP = 50, 5
+
+
+def budget_of(state: ExportState):
+    from mobexport.quantization.budget import Budget
+
+    g = GeneralOptions.of(state)
+    return Budget(g.min_agreement, g.min_sqnr)
+
+
+def _macs(op: dict, tensors: dict) -> int:
+    out = int(np.prod(tensors[op["outputs"][0]]["shape"]))
+    w = tensors[op["inputs"][1]]["shape"]
+    if op["op_name"] == "CONV_2D":
+        return out * int(np.prod(w[1:]))
+    if op["op_name"] == "DEPTHWISE_CONV_2D":
+        return out * int(w[1] * w[2])
+    return out * int(w[-1])
+
+
+def candidates(float_path: Path) -> list:
+    """One ``Candidate`` per weighted op of the float .tflite, in graph order: the *segment* from that op up to and
+    including the next weighted op, every op between them too (PAD, ADD, MEAN, ...). Keeping a single op would
+    leave its output requantized for its int8 consumer; a segment keeps the tensor between the two layers in
+    higher precision as well, and kept segments join into larger islands. ``key`` is the regex of the segment's
+    ai-edge-quantizer scopes (their output tensor names); ``layers`` the weighted ops' positions; cost = MACs +
+    quantize/dequantize of the activations entering and leaving the segment."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobexport.quantization.budget import Candidate
+
+    it = Interpreter(model_path=str(float_path))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    weighted = [k for k, op in enumerate(ops) if op["op_name"] in WEIGHTED_OPS]
+    out = []
+    for j, k in enumerate(weighted):
+        end = weighted[j + 1] if j + 1 < len(weighted) else len(ops) - 1
+        seg = ops[k:end + 1]
+        scopes = [";".join(tensors[i]["name"] for i in op["outputs"] if i >= 0) + ";" for op in seg]
+        macs = sum(_macs(op, tensors) for op in seg if op["op_name"] in WEIGHTED_OPS)
+        elems = sum(int(np.prod(tensors[i]["shape"])) for i in (seg[0]["inputs"][0], seg[-1]["outputs"][0]))
+        c = Candidate(key="^(" + "|".join(re.escape(x) for x in scopes) + ")$",
+                      name=f"{ops[k]['op_name']}#{k}", op="+".join(op["op_name"] for op in seg),
+                      cost=macs + QDQ_MACS * elems)
+        c.layers = [j] + ([j + 1] if j + 1 < len(weighted) else [])  # type: ignore[attr-defined]
+        c.macs = macs  # type: ignore[attr-defined]
+        out.append(c)
+    return out
+
+
+def _sensitivity(state: ExportState, cands: list) -> str:
+    """Name the candidates' layers after the PyTorch modules and give each the logit noise its layers' int8 adds
+    (``sensitivity.layer_sensitivity``), matched in graph order = module definition order where the counts match
+    (else the backend's op names stay and every candidate is ranked by cost alone); returns what was matched."""
+    from torch import nn
+
+    from mobexport.quantization.budget import noise_of
+    from mobexport.quantization.sensitivity import layer_sensitivity
+
+    rows = {r["layer"]: r for r in layer_sensitivity(state.model, state.calibration, state.holdout,
+                                                     top=10**9)["layers"]}
+    order = [rows[n] for n, m in state.model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in rows]
+    if len(order) != len(cands):
+        for c in cands:
+            c.layer_names = [c.name]
+        return f"0/{len(cands)} weighted ops matched to PyTorch layers ({len(order)} Conv2d/Linear modules)"
+    for c in cands:
+        c.layer_names = [order[j]["layer"] for j in c.layers]
+        c.name = " + ".join(c.layer_names)
+        c.noise = sum(noise_of(order[j]["sqnr_db"]) for j in c.layers)
+    return f"{len(cands)}/{len(cands)} weighted ops matched to PyTorch layers (graph order)"
+
+
+class _Builder:
+    """Builds the budgeted .tflite for a set of kept ops and measures it on the held-out sets."""
+
+    def __init__(self, state: ExportState, float_path: Path, qsvs, keep_as: str, sets: dict):
+        self.state, self.float_path, self.qsvs, self.keep_as, self.sets = state, float_path, qsvs, keep_as, sets
+        self.paths: dict[tuple, Path] = {}
+
+    def build(self, kept: list) -> Path:
+        from ai_edge_quantizer import qtyping, quantizer, recipe
+
+        from .tflite import _aeq_large_weights
+        from .tflite_xnnpack import lower_int8_hard_swish
+
+        key = tuple(c.key for c in kept)
+        if key in self.paths:
+            return self.paths[key]
+        path = self.float_path.with_name(f"budget-{len(self.paths)}.tflite")
+        qt = quantizer.Quantizer(str(self.float_path), recipe.static_wi8_ai8())
+        every = qtyping.TFLOperationName.ALL_SUPPORTED
+        for c in kept:
+            if self.keep_as == "float":
+                qt.update_quantization_recipe(regex=c.key, operation_name=every, algorithm_key="no_quantize")
+            else:
+                qt.add_static_config(c.key, every, activation_num_bits=16, weight_num_bits=8)
+        verbose = os.environ.get("MOBEXPORT_VERBOSE") == "1"
+        with contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO()), _aeq_large_weights():
+            qt.quantize(self.qsvs, enable_progress_bar=False).export_model(str(path), overwrite=True)
+        lower_int8_hard_swish(path)
+        self.paths[key] = path
+        return path
+
+    def runner(self, path: Path):
+        from .tflite import TFLiteConverter
+
+        return TFLiteConverter().load(Artifact(self.state.target.id, path), threads=1)
+
+    def evaluate(self, kept: list) -> dict[str, dict[str, float]]:
+        from mobexport.quantization import metrics
+
+        runner = self.runner(self.build(kept))
+        try:
+            out = np.concatenate([np.asarray(runner.run(x), np.float32).reshape(1, -1) for x in self.sets["inputs"]])
+        finally:
+            runner.close()
+        return {name: metrics.all_metrics(ref, out[idx]) for name, (idx, ref) in self.sets["refs"].items()}
+
+    def latency_ms(self, path: Path) -> float:
+        from .runtimes import time_round_trips, warm_up
+
+        runner = self.runner(path)
+        try:
+            x = runner.native_input(self.sets["inputs"][0])
+            warm_up(runner, x, LATENCY_WARMUP)
+            return min(time_round_trips(runner, x, LATENCY_RUNS))
+        finally:
+            runner.close()
+
+
+def _held_out_sets(state: ExportState) -> dict:
+    """Inputs (held-out photos x 10 crops) and, per set, (indices, float reference): ``crops`` = all of them,
+    ``photos`` = the first crop of each photo (exactly the validator's inputs)."""
+    from mobexport.quantization.budget import CROPS_PER_PHOTO, held_out_crops
+    from mobexport.quantization.calibration import image_sets
+    from mobexport.quantization.validate import reference_outputs
+
+    files = image_sets(state.spec, state.options.get("calibration_dir")).holdout_files
+    xs = held_out_crops(state.spec, files)
+    ref = reference_outputs(state.model, xs).reshape(len(xs), -1)
+    photos = np.arange(0, len(xs), CROPS_PER_PHOTO)
+    return {"inputs": xs, "files": len(files),
+            "refs": {"crops": (np.arange(len(xs)), ref), "photos": (photos, ref[photos])}}
+
+
+def _say(state: ExportState):
+    import time
+
+    t0 = time.monotonic()
+    return lambda s: print(f"notice: {state.target.id}: [{time.monotonic() - t0:.0f} s] {s}", file=sys.stderr,
+                           flush=True)
+
+
+def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
+    """The budget loop; writes the chosen artifact to ``out_path``; returns the ``quantization`` report and
+    puts the ``int8_budget`` report and the validator thresholds into ``state``."""
+    import torch
+
+    from mobexport.exporter.errors import UsageError
+    from mobexport.quantization.budget import greedy
+    from mobexport.quantization.deploy import int8_source_model
+
+    from .tflite import _activation_qsvs, _convert_litert, _nhwc
+
+    budget, general = budget_of(state), GeneralOptions.of(state)
+    if _nhwc(state):
+        raise UsageError("--nhwc with a fidelity budget is not built (the budget loop feeds NCHW crops)")
+    model, prep, plan = int8_source_model(state.model, state.calibration, range_search=general.range_search)
+    float_path = out_path.with_name(out_path.stem + ".float.tflite")
+    _convert_litert(state, model=model).export(str(float_path))
+    say = _say(state)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # hundreds of single-image forwards: intra-op threads only add contention
+    try:
+        qsvs = _activation_qsvs(float_path, state, plan)
+        say("activation ranges measured")
+        b = _Builder(state, float_path, qsvs, general.keep_as, _held_out_sets(state))
+        say(f"{len(b.sets['inputs'])} held-out crops and their float reference")
+        cands = candidates(float_path)
+        matched = _sensitivity(state, cands)
+        say(f"sensitivity of {len(cands)} weighted ops: {matched}")
+        res = greedy(cands, b.evaluate, budget, max_keep=general.max_keep, log=say)
+        final = b.build(res.kept)
+        full_ms, budget_ms = b.latency_ms(b.build([])), b.latency_ms(final)
+        shutil.copyfile(final, out_path)
+    finally:
+        torch.set_num_threads(threads)
+        for p in [float_path, *b.paths.values()] if "b" in locals() else [float_path]:
+            p.unlink(missing_ok=True)
+    state.options["tolerances"] = {**state.options.get("tolerances", {}), **budget.tolerances()}
+    r2 = lambda m: {k: round(float(m[k]), 4) for k in ("top1_agreement", "sqnr_db", "cosine")}  # noqa: E731
+    report = {
+        "budget": budget.describe(), "met": res.met, "unmet": res.unmet, "keep_as": general.keep_as,
+        "layers_kept": list(dict.fromkeys(n for c in res.kept for n in c.layer_names)),
+        "segments_kept": [{"layers": c.name, "ops": c.op, "macs": int(c.macs)} for c in res.kept],
+        "reached": {s: r2(m) for s, m in res.metrics.items()},
+        "full_int8": {s: r2(m) for s, m in res.start.items()},
+        "held_out": f"{b.sets['files']} held-out photos x 10 crops (crops); their centre crops (photos: the "
+                    "validator's inputs)",
+        "latency": {"full_int8_ms": round(full_ms, 3), "budget_ms": round(budget_ms, 3),
+                    "cost_pct": round(100 * (budget_ms / full_ms - 1), 1),
+                    "protocol": f"LiteRT XNNPACK, 1 thread, min of {LATENCY_RUNS} after {LATENCY_WARMUP}, at export"},
+        "steps": res.steps, "builds": res.builds, "candidates": len(cands), "sensitivity": matched,
+        "ranking": "estimated gain (PyTorch per-layer sensitivity: logit noise power) per estimated cost (MACs + "
+                   f"{QDQ_MACS} per quantized/dequantized element); each step builds the next 2 and keeps the one "
+                   "with the most measured noise reduction per cost",
+    }
+    state.reports["int8_budget"] = report
+    lat = report["latency"]
+    print(f"notice: {state.target.id}: fidelity budget {budget.describe()} {'met' if res.met else 'NOT met'}: "
+          f"{len(report['layers_kept'])} layer(s) kept as {general.keep_as} ({', '.join(report['layers_kept']) or 'none'}); "
+          f"crops agreement {res.metrics['crops']['top1_agreement']:.3f}, SQNR {res.metrics['crops']['sqnr_db']:.1f} "
+          f"dB; latency {lat['budget_ms']:.2f} ms vs full int8 {lat['full_int8_ms']:.2f} ms ({lat['cost_pct']:+.1f} %)",
+          file=sys.stderr)
+    return {"recipe": f"ai-edge-quantizer static_wi8_ai8, {len(report['layers_kept'])} layer(s) kept as {general.keep_as} "
+                      "(fidelity budget)", **prep, "activation_ranges": "mse (per-image relative)"}

@@ -1,0 +1,156 @@
+"""int8 with a fidelity budget (issue #24): the greedy loop (quantization/budget.py), the option rules (full-integer
+targets and formats without a budget loop refuse it) and a real tflite-w8a8 budget export of a small model whose
+manifest names the kept layers and whose validator applies the budget's gate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mobexport.cli import main
+from mobexport.converters import get_converter, resolve_target
+from mobexport.converters.base import parse_options
+from mobexport.exporter.errors import UsageError
+from mobexport.quantization.budget import Budget, Candidate, greedy, rank, wilson
+
+# ------------------------------------------------------------------------------------------ the greedy loop
+
+def _fake(noise: dict[str, float], base: float = 1e-3):
+    """evaluate(): logit noise power = base + the noise of every layer not kept; SQNR from it."""
+    import math
+
+    calls = []
+
+    def evaluate(kept):
+        calls.append([c.name for c in kept])
+        left = base + sum(v for k, v in noise.items() if k not in {c.name for c in kept})
+        sqnr = -10 * math.log10(left)
+        return {"crops": {"sqnr_db": sqnr, "top1_agreement": 1.0 - left}}
+
+    return evaluate, calls
+
+
+def test_greedy_keeps_layers_until_the_budget_holds_and_names_them():
+    noise = {"a": 0.05, "b": 0.02, "c": 0.002, "d": 0.0005}
+    cands = [Candidate(k, k, "CONV_2D", cost=1.0, noise=v) for k, v in noise.items()]
+    evaluate, calls = _fake(noise)
+    res = greedy(cands, evaluate, Budget(min_sqnr_db=20.0), probe=1)
+    # full int8: noise 0.0735 (11.3 dB); without a: 0.0235 (16.3 dB); without a, b: 0.0035 (24.6 dB) -> met
+    assert res.met and [c.name for c in res.kept] == ["a", "b"]
+    assert calls[0] == [] and res.start["crops"]["sqnr_db"] < 20 <= res.metrics["crops"]["sqnr_db"]
+    assert [s["keep"] for s in res.steps] == ["a", "b"] and res.builds == 3
+
+
+def test_greedy_prefers_measured_gain_per_cost():
+    # the estimate says c first (cheap, wrongly thought noisy); measured, c gains nothing and b is the better buy
+    noise = {"b": 0.05, "c": 0.0}
+    cands = [Candidate("b", "b", "CONV_2D", cost=2.0, noise=0.01), Candidate("c", "c", "CONV_2D", cost=0.5,
+                                                                             noise=0.01)]
+    assert [c.name for c in rank(cands)] == ["c", "b"]
+    evaluate, _ = _fake(noise)
+    res = greedy(cands, evaluate, Budget(min_sqnr_db=25.0), probe=2)
+    assert res.met and [c.name for c in res.kept] == ["b"]
+
+
+def test_greedy_reports_an_unmet_budget():
+    noise = {"a": 0.05, "b": 0.02}
+    cands = [Candidate(k, k, "CONV_2D", cost=1.0, noise=v) for k, v in noise.items()]
+    evaluate, _ = _fake(noise, base=0.01)  # the floor (20 dB) is below the budget whatever is kept
+    res = greedy(cands, evaluate, Budget(min_sqnr_db=30.0, min_agreement=0.999), max_keep=5)
+    assert not res.met and len(res.kept) == 2
+    assert any("SQNR" in u for u in res.unmet) and any("agreement" in u for u in res.unmet)
+    assert Budget(min_sqnr_db=30.0, min_agreement=0.95).tolerances() == {"min_sqnr_db": 30.0,
+                                                                           "min_top1_agreement": 0.95}
+
+
+def test_wilson_interval():
+    lo, hi = wilson(390, 410)
+    assert lo < 390 / 410 < hi and round(lo, 3) == 0.926 and round(hi, 3) == 0.968
+
+
+# ------------------------------------------------------------------------------------------ who refuses it
+
+def _parse(target: str, **opts):
+    t = resolve_target(target)
+    return parse_options(get_converter(t.format), t, opts)
+
+
+def test_full_integer_targets_refuse_a_budget():
+    with pytest.raises(UsageError, match="full integer.*cannot apply"):
+        _parse("tflite-w8a8", full_integer=True, min_agreement=0.95)
+    with pytest.raises(UsageError, match="applies to --int8 only"):
+        _parse("tflite-fp32", min_agreement=0.95)
+    with pytest.raises(UsageError, match=r"fraction in \(0, 1\]"):
+        _parse("tflite-w8a8", min_agreement=95.0)
+    g, _ = _parse("tflite-w8a8", min_agreement=0.95)
+    assert g.budgeted and g.keep_as == "float"
+    assert not _parse("tflite-w8a8", full_integer=True)[0].budgeted  # the default --int8: full integer
+
+
+@pytest.mark.parametrize("target", ["coreml-w8a8", "tensorrt-w8a8"])
+def test_formats_without_a_budget_loop_refuse_it(target):
+    with pytest.raises(UsageError, match="is not built for"):
+        _parse(target, min_sqnr=30.0)
+
+
+def test_cli_refuses_a_budget_on_a_full_integer_target(capsys):
+    assert main(["tflite", "mobilenetv3_small_100", "--int8", "--full-integer", "--min-agreement", "0.95"]) == 2
+    assert "cannot apply" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ a real export
+
+class Small(nn.Module):
+    """Four layers; the stem's channel 0 is scaled up 100x and the depthwise conv after it scales it back down, so
+    the float function is the same but a per-tensor int8 activation between stem and dw loses the other channels:
+    full int8 misses the budget and the segment stem + dw is the one to keep."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 32, 1)
+        self.head = nn.Linear(32, 10)
+        with torch.no_grad():
+            self.stem.weight[0] *= 100
+            self.stem.bias[0] *= 100
+            self.dw.weight[0] /= 100
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.pw(torch.relu(self.dw(x))))
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def budget_export(tmp_path_factory):
+    from mobexport.converters.pipeline import export
+    from mobexport.quantization.calibration import assets_images_dir
+
+    if not get_converter("tflite").is_available().ok:
+        pytest.skip(get_converter("tflite").is_available().reason)
+    if assets_images_dir() is None:
+        pytest.skip("int8 needs real calibration photos: run `make assets`")
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("budget")
+    return export(Small(), "tflite-w8a8", out_dir=out, input_shape=(1, 3, 32, 32), name="small",
+                  options={"min_sqnr": 36.0, "max_keep": 3})
+
+
+def test_budget_export_meets_the_gate_and_names_the_kept_layers(budget_export):
+    r = budget_export
+    b = r.manifest["int8_budget"]
+    assert b["met"] and b["budget"] == "SQNR >= 36.0 dB", b
+    assert b["full_int8"]["crops"]["sqnr_db"] < 36.0 <= b["reached"]["crops"]["sqnr_db"]
+    assert b["reached"]["photos"]["sqnr_db"] >= 36.0
+    assert {"stem", "dw"} <= set(b["layers_kept"]) <= {"stem", "dw", "pw", "head"}
+    assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
+    assert b["latency"]["full_int8_ms"] > 0 and b["latency"]["budget_ms"] > 0
+    # the validator applies the same gate, on the held-out photos
+    assert r.status.value == "OK" and r.fidelity["policy"]["min_sqnr_db"] == 36.0
+    assert r.fidelity["metrics"]["sqnr_db"] >= 36.0
+    # float islands, int8 I/O: not full integer any more, and the manifest says which ops are float
+    t = r.manifest["tflite"]
+    assert t["input_dtype"] == "int8" and t["output_dtype"] == "int8" and t["float_ops"]
+    assert not r.manifest.get("structure_problems")
