@@ -215,6 +215,7 @@ class TFLiteConverter(Converter):
     manifest_reports = ("tflite",)
     extension = ".tflite"
     range_search = True
+    budget_keeps = ("float", "int16")  # --min-agreement / --min-sqnr: converters/tflite_budget.py
 
     def convert(self, state: ExportState, out_path: Path) -> Path:
         scheme = state.target.scheme
@@ -226,7 +227,10 @@ class TFLiteConverter(Converter):
             _convert_litert(state, quant_recipes.full_fp16_recipe()).export(str(out_path))
             state.reports["quantization"] = {"recipe": "litert-torch full_fp16_recipe (fp16 weights)"}
         else:
-            state.reports["quantization"] = {**_quantize_aeq(state, out_path),
+            from .tflite_budget import budget_of, quantize_with_budget
+
+            quantize = quantize_with_budget if budget_of(state) else _quantize_aeq
+            state.reports["quantization"] = {**quantize(state, out_path),
                                              "calibration_images": len(state.calibration)}
         state.reports["tflite"] = {**inspect_ops(out_path), "xnnpack_rewrites": state.reports["xnnpack_rewrites"]}
         if note := state.reports.get("quantization", {}).get("int8_vs_fp32", {}).get("note"):
@@ -259,7 +263,7 @@ class TFLiteConverter(Converter):
         problems = []
         if info["input_dtype"] != "int8" or info["output_dtype"] != "int8":
             problems.append(f"I/O is {info['input_dtype']}/{info['output_dtype']}, not int8/int8")
-        if info["float_ops"]:
+        if info["float_ops"] and "int8_budget" not in state.reports:  # a budget keeps float islands
             problems.append(f"float ops left in a full-integer model: {info['float_ops']}")
         return problems
 
