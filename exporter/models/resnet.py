@@ -21,6 +21,7 @@ from torch import nn
 
 from ..keymap import Regex
 from ..layers.conv import ConvNormAct
+from ..layers.shuffle import NonNegMaxPool
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
 from ..weights import Conventions, KeyLayout, register_layout
@@ -98,7 +99,7 @@ class ResNet(nn.Module):
         super().__init__()
         block = Bottleneck if cfg.bottleneck else BasicBlock
         self.stem = ConvNormAct(3, 64, 7, 2, act=_relu())
-        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.pool = NonNegMaxPool()  # after the stem ReLU: zero padding, no -inf in the graph
         stages, cin = [], 64
         for s, (depth, width) in enumerate(zip(cfg.depths, WIDTHS, strict=True)):
             blocks = []

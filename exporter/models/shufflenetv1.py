@@ -28,7 +28,7 @@ from torch import nn
 
 from ..keymap import Regex
 from ..layers.conv import ConvNormAct
-from ..layers.shuffle import channel_shuffle
+from ..layers.shuffle import NonNegMaxPool, channel_shuffle
 from ..registry import register
 from ..specs import NO_NORM_MEAN, ModelSpec, Numbers, Preprocessing
 from ..weights import Conventions, KeyLayout, register_layout
@@ -85,7 +85,7 @@ class ShuffleNetV1(nn.Module):
     def __init__(self, cfg: ShuffleNetV1Cfg, num_classes: int = 1000):
         super().__init__()
         self.stem = ConvNormAct(3, cfg.stem, 3, 2, act=nn.ReLU(inplace=True))
-        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.pool = NonNegMaxPool()  # after the stem ReLU: zero padding, no -inf in the graph
         blocks, cin = [], cfg.stem
         for s, (reps, cout) in enumerate(zip(REPEATS, cfg.widths, strict=True)):
             for j in range(reps):

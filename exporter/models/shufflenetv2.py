@@ -20,7 +20,7 @@ from torch import nn
 
 from ..keymap import Regex
 from ..layers.conv import ConvNormAct
-from ..layers.shuffle import channel_shuffle
+from ..layers.shuffle import NonNegMaxPool, channel_shuffle
 from ..registry import register
 from ..specs import ModelSpec, Numbers, Preprocessing
 from ..weights import Conventions, KeyLayout, register_layout
@@ -93,7 +93,7 @@ class ShuffleNetV2(nn.Module):
     def __init__(self, cfg: ShuffleNetV2Cfg, num_classes: int = 1000):
         super().__init__()
         self.stem = ConvNormAct(3, 24, 3, 2, act=_relu())
-        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.pool = NonNegMaxPool()  # after the stem ReLU: zero padding, no -inf in the graph
         stages, cin = [], 24
         for reps, cout in zip(REPEATS, cfg.widths[:3], strict=True):
             stages.append(nn.Sequential(*(ShuffleUnit(cin if j == 0 else cout, cout, 2 if j == 0 else 1)
