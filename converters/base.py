@@ -232,7 +232,7 @@ class GeneralOptions(Options):
     keep_as: str = option("float", "with a fidelity budget: the precision kept layers get (float, or int16 "
                           "activations with int8 weights)", choices=("float", "int16"),
                           needs=lambda c: bool(getattr(c, "budget_keeps", ())))
-    max_keep: int = option(16, "with a fidelity budget: the most layers kept before giving up (exit 1)", minimum=1,
+    max_keep: int = option(16, "with a fidelity budget: the most segments (a layer through the next) kept before giving up (exit 1)", minimum=1,
                            needs=lambda c: bool(getattr(c, "budget_keeps", ())))
     full_integer: bool = option(False, "with --int8: the artifact is for a full-integer accelerator (Edge TPU, "
                                        "Pixel TPU): every op int8, so a fidelity budget cannot apply",

@@ -209,7 +209,8 @@ def test_every_format_takes_the_general_policies(fmt):
 
     args = build_parser().parse_args([fmt, MODEL, "--require-validation", "--seed", "3"])
     assert (args.require_validation, args.seed) == (True, 3)
-    assert set(GeneralOptions.names()) - {"tolerances", "report", "range_search"} <= set(vars(args))
+    int8_only = {"report", "range_search", "min_agreement", "min_sqnr", "keep_as", "max_keep", "full_integer"}
+    assert set(GeneralOptions.names()) - {"tolerances"} - int8_only <= set(vars(args))
 
 
 def test_require_validation_refuses_before_any_work(factory, tmp_path, capsys):
