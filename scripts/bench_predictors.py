@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     peaks = ceilings(args.calibrations)
     print(f"ceilings (onnxruntime, 1 thread): {peaks.peak_macs / 1e9:.1f} GMAC/s, "
           f"{ {k: round(v / 1e9, 1) for k, v in peaks.bw.items()} } GB/s", file=sys.stderr)
+    if not args.skip_lut:  # a fresh table: the committed one predates converter-made blocks, and is not merged into
+        Path(args.lut_file).unlink(missing_ok=True)
     table = None if args.skip_lut else lut.build(
         names, runtime=args.runtime, target=args.target, out=args.lut_file, runs=args.lut_runs, warmup=5, threads=1,
         progress=lambda msg: print(msg, file=sys.stderr))
