@@ -209,22 +209,18 @@ SPEED_RUNS, SPEED_WARMUP = 15, 3
 
 
 def _min_ms(path: Path, runs: int, warmup: int) -> float:
-    import time
+    """Min of ``runs`` round trips after ``warmup``, ms: the registry's LiteRT runtime (XNNPACK, 1 thread) and the
+    runtime layer's one timing loop (``runtimes.warm_up``/``time_round_trips``), on a zero input of the native
+    dtype."""
+    from .runtimes import get_runtime, time_round_trips, warm_up
 
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-    for _ in range(warmup):
-        it.invoke()
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        it.invoke()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    runner = get_runtime("ai-edge-litert").load(path, {}, 1)
+    try:
+        x = np.zeros(runner.inp["shape"], runner.inp["dtype"])
+        warm_up(runner, x, max(0, warmup - 1))
+        return min(time_round_trips(runner, x, runs))
+    finally:
+        runner.close()
 
 
 def int8_vs_fp32(float_path: Path, int8_path: Path, runs: int = SPEED_RUNS) -> dict:
