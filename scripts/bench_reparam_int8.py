@@ -101,7 +101,9 @@ def int8_section(models, runs: int, out: Path, store) -> list[str]:
             f"{load1[2]:.1f} at the end (a shared 2-core machine). 'int8 ops outside XNNPACK': ops of the w8a8 graph "
             "the delegate leaves to TFLite's own kernels; 'XNNPACK rewrites': depthwise convs over 25 taps split "
             "into column bands, int8 HARD_SWISH lowered to ADD/MUL/MUL (converters/tflite_xnnpack.py); 'note': "
-            "the export's own 'int8 slower than fp32 here' verdict, if any.", ""]
+            "the export's own 'int8 slower than fp32 here' verdict, if any. Under load a round trip longer than "
+            "the scheduler's time slice is seldom left uninterrupted, so the min of a long (fp32, large model) run "
+            "inflates more than that of a short (int8) one: read ratios from a run with a low load average.", ""]
     return head + rows
 
 
