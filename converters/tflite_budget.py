@@ -83,6 +83,17 @@ def candidates(float_path: Path) -> list:
     return out
 
 
+def structure_problems(info: dict) -> list[str]:
+    """A budgeted artifact: int8 input; the output int8, or float where the last layer was kept in float (its
+    logits are then not requantized: int8 logits tie near-equal classes)."""
+    problems = []
+    if info["input_dtype"] != "int8":
+        problems.append(f"input is {info['input_dtype']}, not int8")
+    if info["output_dtype"] not in ("int8", "float32"):
+        problems.append(f"output is {info['output_dtype']}, not int8 or float32")
+    return problems
+
+
 def _sensitivity(state: ExportState, cands: list) -> str:
     """Name the candidates' layers after the PyTorch modules and give each the logit noise its layers' int8 adds
     (``sensitivity.layer_sensitivity``), matched in graph order = module definition order where the counts match

@@ -94,6 +94,13 @@ def test_formats_without_a_budget_loop_refuse_it(target):
         _parse(target, min_sqnr=30.0)
 
 
+def test_budgeted_structure_allows_float_islands_and_a_float_output_only():
+    from mobexport.converters.tflite_budget import structure_problems
+
+    assert structure_problems({"input_dtype": "int8", "output_dtype": "float32", "float_ops": {"CONV_2D": 1}}) == []
+    assert structure_problems({"input_dtype": "float32", "output_dtype": "int8"}) == ["input is float32, not int8"]
+
+
 def test_cli_refuses_a_budget_on_a_full_integer_target(capsys):
     assert main(["tflite", "mobilenetv3_small_100", "--int8", "--full-integer", "--min-agreement", "0.95"]) == 2
     assert "cannot apply" in capsys.readouterr().err
