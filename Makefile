@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ASSETS ?= $(CURDIR)/.cache/assets
 # torch must be pinned: any other version pulls GBs of CUDA wheels here. numpy 2.3.5: coremltools 9.0's
-# TorchScript frontend breaks on numpy 2.4.
-PINS := torch==2.13.0 numpy==2.3.5
+# TorchScript frontend breaks on numpy 2.4. typing-extensions<4.13: litert-converter's xdsl==0.28.0 caps it, and
+# without the hint pip's resolver backtracks (through Jinja2 2.x sdists) until it fails on a fresh machine.
+PINS := torch==2.13.0 numpy==2.3.5 'typing-extensions<4.13'
 PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: install assets kotlin test lint demo matrix bench-export clean help
