@@ -56,7 +56,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     import torch
-    from matrix import default_weights
+    from mobexport.benchmarks.sweep import default_weights
 
     from mobexport.api import create_model, get_spec, reparameterize
     from mobexport.converters import get_converter, resolve_target
