@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,16 +60,9 @@ def one_process(models: list[str], target: str) -> tuple[float, list[dict]]:
 
 
 def fresh_db(base: str) -> str:
-    import sqlalchemy as sa
+    from mobexport.benchmarks.store import create_database
 
-    from mobexport.benchmarks.store import normalize_url
-
-    name = "sweep_bench_" + uuid.uuid4().hex[:8]
-    eng = sa.create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {name}")
-    eng.dispose()
-    return normalize_url(base).rsplit("/", 1)[0] + "/" + name
+    return create_database(base, "sweep_bench_")
 
 
 def two_nodes(models: list[str], target: str, db: str) -> tuple[float, dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "benchmarks" / "schema" / "exam
 
 def _fresh_pg_url(base: str) -> str:
     """A new, empty database on the test server so runs never see each other's rows."""
-    import sqlalchemy as sa
+    from mobexport.benchmarks.store import create_database
 
-    name = "mx_" + uuid.uuid4().hex[:12]
-    eng = sa.create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {name}")
-    eng.dispose()
-    return normalize_url(base).rsplit("/", 1)[0] + "/" + name
+    return create_database(base, "mx_")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

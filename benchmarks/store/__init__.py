@@ -382,6 +382,23 @@ class ResultStore:
         return StoredResult(rid, BenchmarkResult(**row))
 
 
+def create_database(server_url: str, prefix: str = "mobexport_") -> str:
+    """Create a new, empty PostgreSQL database on the server that ``server_url`` points at and return its URL
+    (benchmark scripts and tests, so that runs never see each other's rows)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = prefix + uuid.uuid4().hex[:12]
+    eng = sa.create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as c:
+            c.exec_driver_sql(f"CREATE DATABASE {name}")
+    finally:
+        eng.dispose()
+    return normalize_url(server_url).rsplit("/", 1)[0] + "/" + name
+
+
 def redact_url(url: str) -> str:
     """The URL without its password: ``user:***@`` up to the last ``@`` (a password may hold an unescaped one)
     and ``password=***`` in the query string."""
