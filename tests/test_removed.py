@@ -8,9 +8,11 @@ from mobexport.cli import build_parser, main
 
 
 def test_lut_build_offers_only_the_runtime_it_times(tmp_path, capsys):
-    """`--runtime litert` was offered and always refused after parsing; now argparse refuses it up front."""
+    """`--runtime litert` was offered and always refused after parsing; now an unknown runtime is refused before
+    any work, with the registered names to choose from."""
     assert main(["lut", "build", "mobileone_s0", "--runtime", "litert", "--out", str(tmp_path / "lut.json")]) == 2
-    assert "invalid choice: 'litert'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown runtime 'litert'" in err and "Did you mean: ai-edge-litert" in err, err
     args = build_parser().parse_args(["lut", "build", "mobileone_s0", "--out", str(tmp_path / "lut.json")])
     assert args.runtime == "onnxruntime"
     assert not (tmp_path / "lut.json").exists()

@@ -98,6 +98,11 @@ class LiveSteps:
             row = self._rows.setdefault(label, _Row(label))
             row.current, row.t0, row.detail, row.failed = step, time.perf_counter(), "", False
             self._now = row
+            self._refresh()  # every step is drawn at least once, however short
+
+    def _refresh(self) -> None:
+        if self._live.is_started:
+            self._live.refresh()
 
     def done(self, failed: bool = False) -> None:
         with self._lock:
@@ -111,11 +116,15 @@ class LiveSteps:
         with self._lock:
             if self._now is not None:
                 self._now.bar = (done, total)
+                if done >= total:  # draw the full bar now: the step may end before the next periodic refresh
+                    self._refresh()
 
     def count(self, what: str, n: int, total: int) -> None:
         with self._lock:
             if self._now is not None:
                 self._now.detail = f"{what} {n}/{total}"  # kept until the step ends
+                if n >= total:
+                    self._refresh()
 
     def __enter__(self) -> LiveSteps:
         from mobexport.exporter.progress import listening
