@@ -56,9 +56,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     import torch
-    from mobexport.benchmarks.sweep import default_weights
 
     from mobexport.api import create_model, get_spec, reparameterize
+    from mobexport.benchmarks.sweep import default_weights
     from mobexport.converters import get_converter, resolve_target
     from mobexport.converters.base import Artifact
     from mobexport.converters.pipeline import export
