@@ -75,7 +75,10 @@ class Runtime(ABC):
 
     def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
         """Per layer, in graph order: ``{"layer", "op", "runs", "min_us", "mean_us", "output_shape"}``. Only asked
-        of runtimes whose ``profile_options`` is not None, which must override it."""
+        of runtimes whose ``profile_options`` is not None, which must override it; a runtime without a profiler
+        refuses with its ``profile_note``."""
+        if self.profile_options(".") is None:
+            raise NotImplementedError(self.profile_note())
         raise TypeError(f"runtime {self.name} offers profile_options but does not override read_profile")
 
     def __repr__(self) -> str:

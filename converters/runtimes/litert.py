@@ -76,9 +76,6 @@ class LiteRT(Runtime):
         return (f"{self.name} offers no per-layer profiler: its Python Interpreter ({self.version()}) has no "
                 "op-profiling option or method; use LiteRT's benchmark_model --enable_op_profiling on the device")
 
-    def read_profile(self, runner: Runner) -> list[dict[str, Any]]:
-        raise NotImplementedError(self.profile_note())
-
     def load(self, artifact_path, manifest: dict[str, Any] | None = None, threads: int | None = None,
              options: dict[str, Any] | None = None) -> Runner:
         self.take_options(options)
