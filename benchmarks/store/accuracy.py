@@ -77,19 +77,13 @@ def accuracy_records(store, *, sha256: str | None = None, model: str | None = No
 
 def latest_accuracy(store, shas: list[str]) -> dict[str, dict[str, Any]]:
     """{artifact sha256: its latest evaluated (status OK) accuracy record} for the given hashes."""
-    import sqlalchemy as sa
-
     if store.version < 4 or not shas:
         return {}
     t = sch.accuracy
     out: dict[str, dict[str, Any]] = {}
-    uniq = sorted(set(shas))
     with store.engine.connect() as conn:
-        for start in range(0, len(uniq), 500):
-            stmt = (sa.select(t).where(t.c.artifact_sha256.in_(uniq[start:start + 500]), t.c.status == "OK")
-                    .order_by(t.c.id))
-            for m in conn.execute(stmt).mappings():
-                out[m["artifact_sha256"]] = dict(m)  # later ids overwrite earlier ones
+        for m in sch.rows_by_sha256(conn, t, shas, t.c.status == "OK", order_by=t.c.id):
+            out[m["artifact_sha256"]] = dict(m)  # later ids overwrite earlier ones
     for r in out.values():
         r["tool_versions"] = json.loads(r["tool_versions"])
     return out

@@ -52,15 +52,8 @@ def add_artifact(store, manifest: dict[str, Any]) -> str | None:
 
 def artifact_info(store, shas: list[str]) -> dict[str, dict[str, Any]]:
     """{artifact sha256: its artifacts row (metrics parsed)} for those of ``shas`` that are recorded."""
-    import sqlalchemy as sa
-
     if store.version < 5 or not shas:
         return {}
-    t = sch.artifacts
-    out: dict[str, dict[str, Any]] = {}
-    uniq = sorted(set(shas))
     with store.engine.connect() as conn:
-        for start in range(0, len(uniq), 500):
-            for m in conn.execute(sa.select(t).where(t.c.artifact_sha256.in_(uniq[start:start + 500]))).mappings():
-                out[m["artifact_sha256"]] = {**m, "metrics": json.loads(m["metrics"])}
-    return out
+        return {m["artifact_sha256"]: {**m, "metrics": json.loads(m["metrics"])}
+                for m in sch.rows_by_sha256(conn, sch.artifacts, shas)}

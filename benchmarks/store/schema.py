@@ -24,6 +24,17 @@ VERSION_TABLE = "mobexport_schema"
 PG_LOCK_KEY = 0x6D6F6265  # "mobe": advisory lock id for migrations
 
 
+def rows_by_sha256(conn, table: sa.Table, shas: list[str], *where, order_by=None):
+    """The rows of ``table`` whose ``artifact_sha256`` is one of ``shas`` (and ``where``), as mappings, asked
+    500 hashes at a time (bound-parameter limits)."""
+    uniq = sorted(set(shas))
+    for start in range(0, len(uniq), 500):
+        stmt = sa.select(table).where(table.c.artifact_sha256.in_(uniq[start:start + 500]), *where)
+        if order_by is not None:
+            stmt = stmt.order_by(order_by)
+        yield from conn.execute(stmt).mappings()
+
+
 def _v1_result_columns() -> list[sa.Column]:
     s, f, i = sa.String, sa.Float, sa.Integer
     return [
