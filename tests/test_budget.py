@@ -161,3 +161,45 @@ def test_budget_export_meets_the_gate_and_names_the_kept_layers(budget_export):
     t = r.manifest["tflite"]
     assert t["input_dtype"] == "int8" and t["output_dtype"] == "int8" and t["float_ops"]
     assert not r.manifest.get("structure_problems")
+
+
+def test_float_islands_take_the_float_models_own_biases(tmp_path):
+    """Bias correction compensates int8 weight rounding; a layer kept in float has none, so its island must carry
+    the float model's bias (with corrected biases everywhere, MobileNetV2 with every layer in float agreed with
+    itself on only 0.934 of the crops). The graph's bias tensors are read back from the real .tflite files."""
+    import numpy as np
+
+    if not get_converter("tflite").is_available().ok:
+        pytest.skip(get_converter("tflite").is_available().reason)
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobexport.converters.tflite_budget import _bias_buffers, uncorrected, with_float_biases
+    from mobexport.quantization.bias_correction import bias_corrected
+
+    torch.manual_seed(0)
+    model = Small().eval()
+    with torch.no_grad():
+        model.dw.weight.mul_(37.1)  # large taps: a large rounding error, a visible correction
+    images = [np.random.default_rng(i).normal(0.5, 1.0, (1, 3, 32, 32)).astype(np.float32) for i in range(4)]
+    source, report = bias_corrected(model, images)
+    assert report["max_bias_shift"] > 1e-4
+    raw = uncorrected(source, model)
+    x = (torch.from_numpy(images[0]),)
+    paths = {}
+    for name, m in {"corrected": source, "raw": raw}.items():
+        paths[name] = tmp_path / f"{name}.tflite"
+        litert_torch.convert(m, x).export(str(paths[name]))
+    assert len(_bias_buffers(paths["corrected"])) == 4  # stem, dw, pw, head in graph order
+
+    def biases(path):
+        it = Interpreter(model_path=str(path))
+        t = {d["index"]: d for d in it.get_tensor_details()}
+        return [it.get_tensor(op["inputs"][2]) for op in it._get_ops_details()
+                if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and t.get(op["inputs"][2])]
+
+    mixed = biases(with_float_biases(paths["corrected"], paths["raw"], {1, 3}, tmp_path / "mixed.tflite"))
+    want = [source.stem.bias, model.dw.bias, source.pw.bias, model.head.bias]
+    for j, (got, ref) in enumerate(zip(mixed, want, strict=True)):
+        np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-6, atol=1e-6, err_msg=f"layer {j}")
+    assert not np.allclose(source.dw.bias.detach().numpy(), model.dw.bias.detach().numpy(), atol=1e-6)
