@@ -71,7 +71,7 @@ def ceilings(n: int):
 def ceilings_line(c) -> str:
     cap = {k: ("-" if math.isinf(v) else f"{v / 2**20:g} MiB") for k, v in c.capacity.items()}
     return ("Hierarchical roofline, ceilings calibrated in onnxruntime (1 thread) with its own kernels: peak "
-            f"{c.peak_macs / 1e9:.1f} GMAC/s (best of a 3x3 convolution and a MatMul); streaming bandwidth "
+            f"{c.peak_macs / 1e9:.1f} GMAC/s (best of stride-1 3x3 convolutions at four stage shapes, by session and by kernel time, and a MatMul); streaming bandwidth "
             + ", ".join(f"{k} {c.bw[k] / 1e9:.1f} GB/s (holds {cap[k]})" for k in c.bw)
             + ". A layer's time is at least max(MACs / peak, per level: the bytes that do not fit in the levels "
               "inside it / that level's bandwidth); the model's bound is the sum over layers.")
