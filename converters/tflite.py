@@ -275,6 +275,8 @@ class TFLiteConverter(Converter):
         from ai_edge_litert import schema_py_generated as schema
         from ai_edge_litert.tools import flatbuffer_utils
 
+        from .tflite_xnnpack import write_flatbuffer
+
         model = flatbuffer_utils.read_model(str(artifact_path))
         buf = schema.BufferT()
         buf.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
@@ -282,7 +284,7 @@ class TFLiteConverter(Converter):
         md = schema.MetadataT()
         md.name, md.buffer = METADATA_NAME, len(model.buffers) - 1
         model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [md]
-        flatbuffer_utils.write_model(model, str(artifact_path))
+        write_flatbuffer(model, artifact_path)
 
     def read_metadata(self, artifact_path: Path) -> dict[str, str]:
         from ai_edge_litert.tools import flatbuffer_utils

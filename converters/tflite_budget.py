@@ -97,27 +97,11 @@ def structure_problems(info: dict) -> list[str]:
     return problems
 
 
-def _sensitivity(state: ExportState, cands: list) -> str:
-    """Name the candidates' layers after the PyTorch modules and give each the logit noise its layers' int8 adds
-    (``sensitivity.layer_sensitivity``), matched in graph order = module definition order where the counts match
-    (else the backend's op names stay and every candidate is ranked by cost alone); returns what was matched."""
-    from torch import nn
+def _sensitivity(state: ExportState, cands: list, what: str = "weighted ops") -> str:
+    """``quantization.budget.name_after_modules`` on the export's model and photos."""
+    from mobexport.quantization.budget import name_after_modules
 
-    from mobexport.quantization.budget import noise_of
-    from mobexport.quantization.sensitivity import layer_sensitivity
-
-    rows = {r["layer"]: r for r in layer_sensitivity(state.model, state.calibration, state.holdout,
-                                                     top=10**9)["layers"]}
-    order = [rows[n] for n, m in state.model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in rows]
-    if len(order) != len(cands):
-        for c in cands:
-            c.layer_names = [c.name]
-        return f"0/{len(cands)} weighted ops matched to PyTorch layers ({len(order)} Conv2d/Linear modules)"
-    for c in cands:
-        c.layer_names = [order[j]["layer"] for j in c.layers]
-        c.name = " + ".join(c.layer_names)
-        c.noise = sum(noise_of(order[j]["sqnr_db"]) for j in c.layers)
-    return f"{len(cands)}/{len(cands)} weighted ops matched to PyTorch layers (graph order)"
+    return name_after_modules(cands, state.model, state.calibration, state.holdout, what)
 
 
 def _bias_buffers(path: Path) -> list[tuple[int, bytes]]:
@@ -144,6 +128,8 @@ def with_float_biases(corrected: Path, raw: Path, layers: set[int], dst: Path) -
     converted without bias correction). Refuses graphs that differ in structure."""
     from ai_edge_litert.tools import flatbuffer_utils
 
+    from .tflite_xnnpack import write_flatbuffer
+
     have, want = _bias_buffers(corrected), _bias_buffers(raw)
     if len(have) != len(want) or any(len(a[1]) != len(b[1]) for a, b in zip(have, want, strict=True)):
         raise RuntimeError("float islands: the corrected and uncorrected float graphs differ in structure")
@@ -154,7 +140,7 @@ def with_float_biases(corrected: Path, raw: Path, layers: set[int], dst: Path) -
         if buf <= 0 or shared.count(buf) > 1:
             continue  # no bias, or one shared by several ops: left corrected
         model.buffers[buf].data = np.frombuffer(data, np.uint8).copy()
-    flatbuffer_utils.write_model(model, str(dst))
+    write_flatbuffer(model, dst)
     return dst
 
 

@@ -19,6 +19,18 @@ from pathlib import Path
 import numpy as np
 
 
+def write_flatbuffer(model, path) -> None:
+    """``flatbuffer_utils.write_model`` with every buffer as a numpy array first: ``read_model`` leaves offset-stored
+    buffers (what litert-torch and ai-edge-quantizer write) as ``bytes``, and the generated ``BufferT.Pack`` then
+    packs them one byte per Python call: 22 s of a 54 s RegNetX-1.6GF tflite-w8a8 export, for a metadata entry."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    for b in model.buffers or []:
+        if b.data is not None and not isinstance(b.data, np.ndarray):
+            b.data = np.frombuffer(bytes(b.data), dtype=np.uint8)
+    flatbuffer_utils.write_model(model, str(path))
+
+
 def _opcode(model, schema, builtin: int) -> int:
     for i, c in enumerate(model.operatorCodes):
         if c.builtinCode == builtin:
@@ -89,7 +101,7 @@ def lower_int8_hard_swish(path: Path) -> int:
             done += 1
         sg.operators = ops
     if done:
-        flatbuffer_utils.write_model(model, str(path))
+        write_flatbuffer(model, path)
     return done
 
 
