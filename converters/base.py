@@ -259,8 +259,8 @@ class GeneralOptions(Options):
         return self.min_agreement is not None or self.min_sqnr is not None
 
 
-BUDGET_NOT_BUILT = ("keeping layers at higher precision (per-op fp16 compute precision in Core ML, Q/DQ placement in "
-                    "TensorRT) has no budget loop yet; only tflite-w8a8 has one. --int8 alone gives full w8a8")
+BUDGET_NOT_BUILT = ("keeping layers at higher precision has no budget loop for this format; tflite-w8a8 and "
+                    "tensorrt-w8a8 have one. --int8 alone gives full w8a8")
 
 
 def parse_options(converter: Converter, target: Target, values: dict[str, Any] | None):

@@ -190,6 +190,9 @@ class CoreMLConverter(Converter):
         Target("coreml", "w8", "Core ML mlprogram, int8 per-channel weights, fp16 activations"),
     )
     runtime_name = "Core ML"
+    # a fidelity budget is a measured loop: every step runs the artifact on the held-out crops
+    budget_refusal = ("it is a measured loop (build, run on the held-out crops, keep a layer, repeat) "
+                      "and there is no Core ML runtime off macOS; --int8 alone gives full w8a8")
     default_scheme = "fp16"
     extension = ".mlpackage"
     modules = ("coremltools",)

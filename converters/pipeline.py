@@ -115,7 +115,9 @@ def export(model: Any, target_id: str, *, weights: str | os.PathLike | None = No
         check_labels(label_list, spec.num_classes, spec.name)
     if weights is not None and not Path(weights).is_file():
         raise UsageError(f"weights file not found: {weights}")
-    dep_opts = {**dataclasses.asdict(general), "report": False, "range_search": False}
+    # the int8-only options stay with this target (tensorrt-w8a8's fidelity budget is not onnx-fp32's)
+    dep_opts = {**dataclasses.asdict(general), "report": False, "range_search": False, "min_agreement": None,
+                "min_sqnr": None, "full_integer": False}
     deps = {d: export(model, d, weights=weights, out_dir=out_dir, options=dep_opts, progress=progress,
                       num_classes=num_classes, input_size=input_size, input_shape=input_shape,
                       labels=labels, preprocessing=preprocessing, name=name, built=built)

@@ -144,19 +144,23 @@ def activation_ranges(src: Path, images: list[np.ndarray], spec, plan=None) -> d
     return ranges
 
 
-def quantize_qdq(src: Path, dst: Path, images: list[np.ndarray], spec, plan=None) -> None:
+def quantize_qdq(src: Path, dst: Path, images: list[np.ndarray], spec, plan=None, *,
+                 ranges: dict[str, tuple[float, float]] | None = None, exclude: tuple[str, ...] = ()) -> None:
     """Q/DQ on the *inputs* of Conv/Gemm/MatMul/Add (outputs stay float up to the next quantized input: Conv→ReLU6
-    is quantized once, after the clip; logits stay float). Symmetric int8 (TensorRT: zero point 0 only)."""
+    is quantized once, after the clip; logits stay float). Symmetric int8 (TensorRT: zero point 0 only).
+    ``ranges``: ``activation_ranges`` already measured (the budget loop measures them once); ``exclude``: node
+    names left un-quantized (TensorRT keeps a layer without Q/DQ on its inputs in higher precision)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if not images:
         raise CalibrationError("tensorrt-w8a8 needs calibration photos: pass --calibration DIR or run `make assets`")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
-    overrides = {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
-                 for t, (lo, hi) in activation_ranges(src, images, spec, plan).items() if hi > lo}
+    if ranges is None:
+        ranges = activation_ranges(src, images, spec, plan)
+    overrides = {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in ranges.items() if hi > lo}
     quantize_static(str(src), str(dst), PhotoReader(name, images), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(exclude), per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                    "OpTypesToExcludeOutputQuantization": list(UNQUANTIZED_OUTPUTS),
@@ -227,6 +231,9 @@ class TensorRTConverter(OnnxFile, Converter):
     runtime_name = "onnxruntime (the engine's ONNX)"
     default_scheme = "fp16"
     range_search = True
+    # --min-agreement / --min-sqnr: converters/tensorrt_budget.py. A layer with no Q/DQ on its inputs runs in
+    # higher precision; int16 is not a TensorRT activation type
+    budget_keeps = ("float",)
     packages = modules = ("onnx", "onnxruntime")
     # the artifact is the engine's ONNX; the onnxruntime runtime runs it (fp16 and Q/DQ). Engine: ``engine_available``
 
@@ -257,8 +264,16 @@ class TensorRTConverter(OnnxFile, Converter):
 
     @staticmethod
     def _int8(state: ExportState, out_path: Path) -> dict[str, Any]:
-        """Q/DQ ONNX of the bias-corrected copy (``quantization.deploy``), built like onnx-fp32 (``build_onnx``)."""
+        """Q/DQ ONNX of the bias-corrected copy (``quantization.deploy``), built like onnx-fp32 (``build_onnx``);
+        with a fidelity budget, ``tensorrt_budget.quantize_with_budget``."""
         from mobexport.quantization.deploy import int8_source_model
+
+        from .tflite_budget import budget_of
+
+        if budget_of(state):
+            from .tensorrt_budget import quantize_with_budget
+
+            return quantize_with_budget(state, out_path)
 
         model, prep, plan = int8_source_model(state.model, state.calibration,
                                               range_search=GeneralOptions.of(state).range_search, symmetric=True)

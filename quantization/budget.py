@@ -78,6 +78,28 @@ def noise_of(sqnr_db: float) -> float:
     return 10 ** (-sqnr_db / 10) if math.isfinite(sqnr_db) else 0.0
 
 
+def name_after_modules(cands: Sequence[Candidate], model, calibration, holdout, what: str = "weighted ops") -> str:
+    """Name the candidates' layers (``c.layers``: positions among the backend's weighted ops) after the PyTorch
+    modules and give each the logit noise its layers' int8 adds (``sensitivity.layer_sensitivity``), matched in
+    graph order = module definition order where the counts match (else the backend's op names stay and every
+    candidate is ranked by cost alone). Sets ``c.layer_names``; returns what was matched."""
+    from torch import nn
+
+    from .sensitivity import layer_sensitivity
+
+    rows = {r["layer"]: r for r in layer_sensitivity(model, calibration, holdout, top=10**9)["layers"]}
+    order = [rows[n] for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in rows]
+    if len(order) != len(cands):
+        for c in cands:
+            c.layer_names = [c.name]  # type: ignore[attr-defined]
+        return f"0/{len(cands)} {what} matched to PyTorch layers ({len(order)} Conv2d/Linear modules)"
+    for c in cands:
+        c.layer_names = [order[j]["layer"] for j in c.layers]  # type: ignore[attr-defined]
+        c.name = " + ".join(c.layer_names)
+        c.noise = sum(noise_of(order[j]["sqnr_db"]) for j in c.layers)  # type: ignore[attr-defined]
+    return f"{len(cands)}/{len(cands)} {what} matched to PyTorch layers (graph order)"
+
+
 @dataclass
 class BudgetResult:
     kept: list[Candidate] = field(default_factory=list)

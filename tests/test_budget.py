@@ -1,6 +1,7 @@
 """int8 with a fidelity budget (issue #24): the greedy loop (quantization/budget.py), the option rules (full-integer
-targets and formats without a budget loop refuse it) and a real tflite-w8a8 budget export of a small model whose
-manifest names the kept layers and whose validator applies the budget's gate."""
+targets and formats without a budget loop refuse it) and real tflite-w8a8 and tensorrt-w8a8 (Q/DQ placement)
+budget exports of a small model whose manifest names the kept layers and whose validator applies the budget's
+gate."""
 
 from __future__ import annotations
 
@@ -88,10 +89,20 @@ def test_full_integer_targets_refuse_a_budget():
     assert not _parse("tflite-w8a8", full_integer=True)[0].budgeted  # the default --int8: full integer
 
 
-@pytest.mark.parametrize("target", ["coreml-w8a8", "tensorrt-w8a8"])
+@pytest.mark.parametrize("target", ["coreml-w8a8"])
 def test_formats_without_a_budget_loop_refuse_it(target):
-    with pytest.raises(UsageError, match="is not built for"):
+    with pytest.raises(UsageError, match="is not built for coreml: it is a measured loop .* no Core ML runtime off "
+                                         "macOS"):
         _parse(target, min_sqnr=30.0)
+
+
+def test_tensorrt_budget_keeps_layers_as_float_only():
+    g, _ = _parse("tensorrt-w8a8", min_agreement=0.95)
+    assert g.budgeted and g.keep_as == "float"
+    with pytest.raises(UsageError, match="keeps layers as float only, not int16"):
+        _parse("tensorrt-w8a8", min_agreement=0.95, keep_as="int16")
+    with pytest.raises(UsageError, match="applies to --int8 only"):
+        _parse("tensorrt-fp16", min_sqnr=30.0)
 
 
 def test_budgeted_structure_allows_float_islands_and_a_float_output_only():
@@ -203,3 +214,89 @@ def test_float_islands_take_the_float_models_own_biases(tmp_path):
     for j, (got, ref) in enumerate(zip(mixed, want, strict=True)):
         np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-6, atol=1e-6, err_msg=f"layer {j}")
     assert not np.allclose(source.dw.bias.detach().numpy(), model.dw.bias.detach().numpy(), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ tensorrt-w8a8: Q/DQ placement
+
+@pytest.fixture(scope="module")
+def trt_budget_export(tmp_path_factory):
+    from mobexport.converters.pipeline import export
+    from mobexport.quantization.calibration import assets_images_dir
+
+    if not get_converter("tensorrt").is_available().ok:
+        pytest.skip(get_converter("tensorrt").is_available().reason)
+    if assets_images_dir() is None:
+        pytest.skip("int8 needs real calibration photos: run `make assets`")
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("trt_budget")
+    # full int8 (Q/DQ everywhere) reaches ~22.5 dB: the per-tensor int8 input of dw loses all but channel 0
+    return export(Small(), "tensorrt-w8a8", out_dir=out, input_shape=(1, 3, 32, 32), name="small",
+                  options={"min_sqnr": 36.0, "max_keep": 3})
+
+
+def test_tensorrt_budget_export_leaves_the_kept_layers_without_qdq(trt_budget_export):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from mobexport.benchmarks.schema import manifest_errors
+
+    r = trt_budget_export
+    b = r.manifest["int8_budget"]
+    assert b["met"] and b["budget"] == "SQNR >= 36.0 dB" and b["keep_as"] == "float", b
+    assert b["full_int8"]["crops"]["sqnr_db"] < 36.0 <= b["reached"]["crops"]["sqnr_db"]
+    assert b["reached"]["photos"]["sqnr_db"] >= 36.0
+    assert {"stem", "dw"} <= set(b["layers_kept"]) <= {"stem", "dw", "pw", "head"}
+    assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
+    assert b["latency"]["full_int8_ms"] > 0 and "onnxruntime" in b["latency"]["protocol"]
+    # the validator (onnxruntime on the Q/DQ ONNX) applies the same gate, on the held-out photos
+    assert r.status.value == "OK" and r.fidelity["policy"]["min_sqnr_db"] == 36.0
+    assert r.fidelity["metrics"]["sqnr_db"] >= 36.0
+    assert not r.manifest.get("structure_problems") and manifest_errors(r.manifest) == []
+    # the saved graph: kept Conv nodes read float tensors (no QuantizeLinear -> DequantizeLinear before them) and
+    # carry the float model's own biases; the others are still quantized
+    g = onnx.load(str(r.artifact)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    kept = {n for s in b["segments_kept"] for n in s["nodes"]}
+
+    def quantized(node):
+        return any(t in producer and producer[t].op_type == "DequantizeLinear" and producer[t].input[0] in producer
+                   and producer[producer[t].input[0]].op_type == "QuantizeLinear" for t in node.input)
+
+    convs = [n for n in g.node if n.op_type in ("Conv", "Gemm")]
+    assert [quantized(n) for n in convs if n.name in kept] == [False] * len([n for n in convs if n.name in kept])
+    assert any(quantized(n) for n in convs if n.name not in kept)
+    torch.manual_seed(0)
+    own = Small()
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n, module in zip([n for n in convs if n.name in kept][:2], (own.stem, own.dw), strict=True):
+        np.testing.assert_allclose(inits[n.input[2]], module.bias.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_kept_nodes_read_the_float_tensor_not_its_qdq_pair():
+    """onnxruntime's quantizer wires every consumer of a quantized tensor to its DequantizeLinear, an excluded one
+    too (a residual input read by a kept Conv and a quantized Add): the kept node is rewired to the float tensor,
+    and a pair nothing reads any more goes with its scale and zero point."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mobexport.converters.tensorrt_budget import float_inputs_for
+
+    inits = [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z"),
+             numpy_helper.from_array(np.float32(0.2), "s2"), numpy_helper.from_array(np.int8(0), "z2"),
+             numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xdq"], name="dq"),
+             helper.make_node("Conv", ["xdq", "w"], ["c"], name="kept_conv"),
+             helper.make_node("QuantizeLinear", ["c", "s2", "z2"], ["cq"], name="q2"),
+             helper.make_node("DequantizeLinear", ["cq", "s2", "z2"], ["cdq"], name="dq2"),
+             helper.make_node("Conv", ["cdq", "w"], ["c2"], name="kept_conv2"),
+             helper.make_node("Add", ["xdq", "c2"], ["y"], name="add")]
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 1, 4, 4])  # noqa: E731
+    m = helper.make_model(helper.make_graph(nodes, "g", [vi("x")], [vi("y")], inits),
+                          opset_imports=[helper.make_opsetid("", 18)])
+    assert float_inputs_for(m, {"kept_conv", "kept_conv2"}) == 2
+    by = {n.name: n for n in m.graph.node}
+    assert by["kept_conv"].input[0] == "x" and by["kept_conv2"].input[0] == "c" and by["add"].input[0] == "xdq"
+    assert {"q", "dq"} <= set(by) and not {"q2", "dq2"} & set(by)  # x's pair still feeds the Add; c's went
+    assert {i.name for i in m.graph.initializer} == {"s", "z", "w"}
