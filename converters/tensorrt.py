@@ -268,7 +268,7 @@ class TensorRTConverter(OnnxFile, Converter):
         with a fidelity budget, ``tensorrt_budget.quantize_with_budget``."""
         from mobexport.quantization.deploy import int8_source_model
 
-        from .tflite_budget import budget_of
+        from .budget_loop import budget_of
 
         if budget_of(state):
             from .tensorrt_budget import quantize_with_budget

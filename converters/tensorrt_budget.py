@@ -24,17 +24,15 @@ artifact with the budget's thresholds.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .base import ExportState, GeneralOptions
-from .tflite_budget import QDQ_MACS, _held_out_sets, _say, _sensitivity, budget_of, uncorrected
+from .budget_loop import QDQ_MACS, MeasuringBuilder, held_out_sets, report, run, say, uncorrected
 
 WEIGHTED = ("Conv", "Gemm", "MatMul")
-LATENCY_RUNS, LATENCY_WARMUP = 50, 5
 
 
 def weighted_nodes(graph) -> list[int]:
@@ -164,14 +162,12 @@ def float_inputs_for(model, kept: set[str]) -> int:
     return rewired
 
 
-class _Builder:
-    """Builds the budgeted Q/DQ ONNX for a set of kept segments and measures it (onnxruntime CPU, 1 thread) on the
-    held-out sets."""
+class _Builder(MeasuringBuilder):
+    """Builds the budgeted Q/DQ ONNX for a set of kept segments; measured with onnxruntime (CPU, 1 thread)."""
 
     def __init__(self, state: ExportState, float_model, raw_model, ranges, sets: dict, folder: Path):
-        self.state, self.float_model, self.raw_model, self.ranges, self.sets = state, float_model, raw_model, ranges, sets
-        self.folder = folder
-        self.paths: dict[tuple, Path] = {}
+        super().__init__(state, sets)
+        self.float_model, self.raw_model, self.ranges, self.folder = float_model, raw_model, ranges, folder
 
     def build(self, kept: list) -> Path:
         import onnx
@@ -204,27 +200,6 @@ class _Builder:
 
         return get_runtime("onnxruntime").load(path, threads=1)
 
-    def evaluate(self, kept: list) -> dict[str, dict[str, float]]:
-        from mobexport.quantization import metrics
-
-        runner = self.runner(self.build(kept))
-        try:
-            out = np.concatenate([np.asarray(runner.run(x), np.float32).reshape(1, -1) for x in self.sets["inputs"]])
-        finally:
-            runner.close()
-        return {name: metrics.all_metrics(ref, out[idx]) for name, (idx, ref) in self.sets["refs"].items()}
-
-    def latency_ms(self, path: Path) -> float:
-        from .runtimes import time_round_trips, warm_up
-
-        runner = self.runner(path)
-        try:
-            x = runner.native_input(self.sets["inputs"][0])
-            warm_up(runner, x, LATENCY_WARMUP)
-            return min(time_round_trips(runner, x, LATENCY_RUNS))
-        finally:
-            runner.close()
-
 
 def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
     """The budget loop for ``tensorrt-w8a8``; writes the chosen Q/DQ ONNX to ``out_path``; returns the
@@ -233,16 +208,14 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
 
     import torch
 
-    from mobexport.quantization.budget import greedy
     from mobexport.quantization.deploy import int8_source_model
 
     from .onnx import build_onnx
     from .tensorrt import activation_ranges
 
-    budget, general = budget_of(state), GeneralOptions.of(state)
+    general = GeneralOptions.of(state)
     model, prep, plan = int8_source_model(state.model, state.calibration, range_search=general.range_search,
                                           symmetric=True)
-    say = _say(state)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of single-image forwards: intra-op threads only add contention
     folder = Path(tempfile.mkdtemp(prefix=out_path.stem + ".budget.", dir=out_path.parent))
@@ -253,49 +226,18 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
         raw_model, _ = build_onnx(state, uncorrected(model, state.model), raw_path)
         check_same_graph(float_model, raw_model)
         ranges = activation_ranges(float_path, state.calibration, state.spec, plan)
-        say("activation ranges measured")
-        b = _Builder(state, float_model, raw_model, ranges, _held_out_sets(state), folder)
-        say(f"{len(b.sets['inputs'])} held-out crops and their float reference")
+        say(state)("activation ranges measured")
+        b = _Builder(state, float_model, raw_model, ranges, held_out_sets(state), folder)
         cands = candidates(float_model)
-        matched = _sensitivity(state, cands, "weighted nodes")
-        say(f"sensitivity of {len(cands)} weighted nodes: {matched}")
-        res = greedy(cands, b.evaluate, budget, max_keep=general.max_keep, log=say)
-        final = b.build(res.kept)
-        full_ms, budget_ms = b.latency_ms(b.build([])), b.latency_ms(final)
-        shutil.copyfile(final, out_path)
+        res, full_ms, budget_ms, matched = run(state, b, cands, "weighted nodes", out_path)
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(folder, ignore_errors=True)
-    state.options["tolerances"] = {**state.options.get("tolerances", {}), **budget.tolerances()}
-    r2 = lambda m: {k: round(float(m[k]), 4) for k in ("top1_agreement", "sqnr_db", "cosine")}  # noqa: E731
-    report = {
-        "budget": budget.describe(), "met": res.met, "unmet": res.unmet, "keep_as": general.keep_as,
-        "layers_kept": list(dict.fromkeys(n for c in res.kept for n in c.layer_names)),
-        "segments_kept": [{"layers": c.name, "ops": c.op, "macs": int(c.macs), "nodes": list(c.key)}
-                          for c in res.kept],
-        "reached": {s: r2(m) for s, m in res.metrics.items()},
-        "full_int8": {s: r2(m) for s, m in res.start.items()},
-        "held_out": f"{b.sets['files']} held-out photos x 10 crops (crops); their centre crops (photos: the "
-                    "validator's inputs)",
-        "latency": {"full_int8_ms": round(full_ms, 3), "budget_ms": round(budget_ms, 3),
-                    "cost_pct": round(100 * (budget_ms / full_ms - 1), 1),
-                    "protocol": f"onnxruntime CPU (Q/DQ graph), 1 thread, min of {LATENCY_RUNS} after "
-                                f"{LATENCY_WARMUP}, at export: a proxy, no TensorRT engine is built in the loop"},
-        "steps": res.steps, "builds": res.builds, "candidates": len(cands), "sensitivity": matched,
-        "ranking": "estimated gain (PyTorch per-layer sensitivity: logit noise power) per estimated cost (MACs + "
-                   f"{QDQ_MACS} per quantized/dequantized element); each step builds the next 2 and keeps the one "
-                   "with the most measured noise reduction per cost",
-    }
-    state.reports["int8_budget"] = report
-    lat = report["latency"]
-    print(f"notice: {state.target.id}: fidelity budget {budget.describe()} {'met' if res.met else 'NOT met'}: "
-          f"{len(report['layers_kept'])} layer(s) kept as float without Q/DQ "
-          f"({', '.join(report['layers_kept']) or 'none'}); crops agreement "
-          f"{res.metrics['crops']['top1_agreement']:.3f}, SQNR {res.metrics['crops']['sqnr_db']:.1f} dB; onnxruntime "
-          f"latency {lat['budget_ms']:.2f} ms vs full int8 {lat['full_int8_ms']:.2f} ms ({lat['cost_pct']:+.1f} %)",
-          file=sys.stderr)
+    rep = report(state, res, cands, b.sets, full_ms, budget_ms, matched,
+                 "onnxruntime CPU (Q/DQ graph; a proxy: no TensorRT engine is built in the loop)",
+                 "float without Q/DQ", segment_extra=lambda c: {"nodes": list(c.key)})
     return {"recipe": f"onnxruntime quantize_static (QDQ) of the bias-corrected deploy model, "
-                      f"{len(report['layers_kept'])} layer(s) left without Q/DQ (fidelity budget)",
+                      f"{len(rep['layers_kept'])} layer(s) left without Q/DQ (fidelity budget)",
             "detail": "symmetric int8 per-channel weights; symmetric int8 activations on the inputs of "
                       "Conv/Gemm/MatMul/Add outside the kept segments (relative-MSE ranges over the calibration "
                       "photos); kept segments float with the float model's own biases; float logits",

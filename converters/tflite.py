@@ -227,7 +227,8 @@ class TFLiteConverter(Converter):
             _convert_litert(state, quant_recipes.full_fp16_recipe()).export(str(out_path))
             state.reports["quantization"] = {"recipe": "litert-torch full_fp16_recipe (fp16 weights)"}
         else:
-            from .tflite_budget import budget_of, quantize_with_budget
+            from .budget_loop import budget_of
+            from .tflite_budget import quantize_with_budget
 
             quantize = quantize_with_budget if budget_of(state) else _quantize_aeq
             state.reports["quantization"] = {**quantize(state, out_path),

@@ -24,7 +24,6 @@ import contextlib
 import io
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,9 @@ from typing import Any
 import numpy as np
 
 from .base import Artifact, ExportState, GeneralOptions
+from .budget_loop import QDQ_MACS, MeasuringBuilder, held_out_sets, report, run, say, uncorrected
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-QDQ_MACS = 16  # estimated cost of quantizing or dequantizing one activation element, in MACs
-LATENCY_RUNS, LATENCY_WARMUP = 50, 5
-
-
-def budget_of(state: ExportState):
-    from mobexport.quantization.budget import Budget
-
-    g = GeneralOptions.of(state)
-    return Budget(g.min_agreement, g.min_sqnr)
 
 
 def _macs(op: dict, tensors: dict) -> int:
@@ -97,13 +88,6 @@ def structure_problems(info: dict) -> list[str]:
     return problems
 
 
-def _sensitivity(state: ExportState, cands: list, what: str = "weighted ops") -> str:
-    """``quantization.budget.name_after_modules`` on the export's model and photos."""
-    from mobexport.quantization.budget import name_after_modules
-
-    return name_after_modules(cands, state.model, state.calibration, state.holdout, what)
-
-
 def _bias_buffers(path: Path) -> list[tuple[int, bytes]]:
     """(buffer index, bytes) of each weighted op's bias, in graph order (the order ``candidates`` numbers)."""
     from ai_edge_litert import schema_py_generated as schema
@@ -144,15 +128,14 @@ def with_float_biases(corrected: Path, raw: Path, layers: set[int], dst: Path) -
     return dst
 
 
-class _Builder:
-    """Builds the budgeted .tflite for a set of kept ops and measures it on the held-out sets. ``raw_path``: the
-    same float graph without bias correction (where kept layers are float, their biases come from it)."""
+class _Builder(MeasuringBuilder):
+    """Builds the budgeted .tflite for a set of kept ops. ``raw_path``: the same float graph without bias
+    correction (where kept layers are float, their biases come from it)."""
 
     def __init__(self, state: ExportState, float_path: Path, qsvs, keep_as: str, sets: dict,
                  raw_path: Path | None = None):
-        self.state, self.float_path, self.qsvs, self.keep_as, self.sets = state, float_path, qsvs, keep_as, sets
-        self.raw_path = raw_path
-        self.paths: dict[tuple, Path] = {}
+        super().__init__(state, sets)
+        self.float_path, self.qsvs, self.keep_as, self.raw_path = float_path, qsvs, keep_as, raw_path
 
     def build(self, kept: list) -> Path:
         from ai_edge_quantizer import qtyping, quantizer, recipe
@@ -189,68 +172,6 @@ class _Builder:
 
         return TFLiteConverter().load(Artifact(self.state.target.id, path), threads=1)
 
-    def evaluate(self, kept: list) -> dict[str, dict[str, float]]:
-        from mobexport.quantization import metrics
-
-        runner = self.runner(self.build(kept))
-        try:
-            out = np.concatenate([np.asarray(runner.run(x), np.float32).reshape(1, -1) for x in self.sets["inputs"]])
-        finally:
-            runner.close()
-        return {name: metrics.all_metrics(ref, out[idx]) for name, (idx, ref) in self.sets["refs"].items()}
-
-    def latency_ms(self, path: Path) -> float:
-        from .runtimes import time_round_trips, warm_up
-
-        runner = self.runner(path)
-        try:
-            x = runner.native_input(self.sets["inputs"][0])
-            warm_up(runner, x, LATENCY_WARMUP)
-            return min(time_round_trips(runner, x, LATENCY_RUNS))
-        finally:
-            runner.close()
-
-
-def uncorrected(source, model):
-    """A copy of the bias-corrected ``source`` with every Conv2d / Linear bias set back to ``model``'s (zeros where
-    ``model`` has none): the same module structure, so the same converted graph."""
-    import copy
-
-    import torch
-    from torch import nn
-
-    raw = copy.deepcopy(source)
-    mods = dict(model.named_modules())
-    with torch.no_grad():
-        for name, m in raw.named_modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-                ref = getattr(mods.get(name), "bias", None)
-                m.bias.copy_(ref if ref is not None else torch.zeros_like(m.bias))
-    return raw
-
-
-def _held_out_sets(state: ExportState) -> dict:
-    """Inputs (held-out photos x 10 crops) and, per set, (indices, float reference): ``crops`` = all of them,
-    ``photos`` = the first crop of each photo (exactly the validator's inputs)."""
-    from mobexport.quantization.budget import CROPS_PER_PHOTO, held_out_crops
-    from mobexport.quantization.calibration import image_sets
-    from mobexport.quantization.validate import reference_outputs
-
-    files = image_sets(state.spec, state.options.get("calibration_dir")).holdout_files
-    xs = held_out_crops(state.spec, files)
-    ref = reference_outputs(state.model, xs).reshape(len(xs), -1)
-    photos = np.arange(0, len(xs), CROPS_PER_PHOTO)
-    return {"inputs": xs, "files": len(files),
-            "refs": {"crops": (np.arange(len(xs)), ref), "photos": (photos, ref[photos])}}
-
-
-def _say(state: ExportState):
-    import time
-
-    t0 = time.monotonic()
-    return lambda s: print(f"notice: {state.target.id}: [{time.monotonic() - t0:.0f} s] {s}", file=sys.stderr,
-                           flush=True)
-
 
 def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
     """The budget loop; writes the chosen artifact to ``out_path``; returns the ``quantization`` report and
@@ -258,12 +179,11 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
     import torch
 
     from mobexport.exporter.errors import UsageError
-    from mobexport.quantization.budget import greedy
     from mobexport.quantization.deploy import int8_source_model
 
     from .tflite import _activation_qsvs, _convert_litert, _nhwc
 
-    budget, general = budget_of(state), GeneralOptions.of(state)
+    general = GeneralOptions.of(state)
     if _nhwc(state):
         raise UsageError("--nhwc with a fidelity budget is not built (the budget loop feeds NCHW crops)")
     model, prep, plan = int8_source_model(state.model, state.calibration, range_search=general.range_search)
@@ -273,51 +193,19 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
     if general.keep_as == "float":  # the same graph with the float model's own biases, for the float islands
         raw_path = out_path.with_name(out_path.stem + ".raw.tflite")
         _convert_litert(state, model=uncorrected(model, state.model)).export(str(raw_path))
-    say = _say(state)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of single-image forwards: intra-op threads only add contention
     try:
         qsvs = _activation_qsvs(float_path, state, plan)
-        say("activation ranges measured")
-        b = _Builder(state, float_path, qsvs, general.keep_as, _held_out_sets(state), raw_path)
-        say(f"{len(b.sets['inputs'])} held-out crops and their float reference")
+        say(state)("activation ranges measured")
+        b = _Builder(state, float_path, qsvs, general.keep_as, held_out_sets(state), raw_path)
         cands = candidates(float_path)
-        matched = _sensitivity(state, cands)
-        say(f"sensitivity of {len(cands)} weighted ops: {matched}")
-        res = greedy(cands, b.evaluate, budget, max_keep=general.max_keep, log=say)
-        final = b.build(res.kept)
-        full_ms, budget_ms = b.latency_ms(b.build([])), b.latency_ms(final)
-        shutil.copyfile(final, out_path)
+        res, full_ms, budget_ms, matched = run(state, b, cands, "weighted ops", out_path)
     finally:
         torch.set_num_threads(threads)
         for p in [float_path, raw_path, *b.paths.values()] if "b" in locals() else [float_path, raw_path]:
-            if p is None:
-                continue
-            p.unlink(missing_ok=True)
-    state.options["tolerances"] = {**state.options.get("tolerances", {}), **budget.tolerances()}
-    r2 = lambda m: {k: round(float(m[k]), 4) for k in ("top1_agreement", "sqnr_db", "cosine")}  # noqa: E731
-    report = {
-        "budget": budget.describe(), "met": res.met, "unmet": res.unmet, "keep_as": general.keep_as,
-        "layers_kept": list(dict.fromkeys(n for c in res.kept for n in c.layer_names)),
-        "segments_kept": [{"layers": c.name, "ops": c.op, "macs": int(c.macs)} for c in res.kept],
-        "reached": {s: r2(m) for s, m in res.metrics.items()},
-        "full_int8": {s: r2(m) for s, m in res.start.items()},
-        "held_out": f"{b.sets['files']} held-out photos x 10 crops (crops); their centre crops (photos: the "
-                    "validator's inputs)",
-        "latency": {"full_int8_ms": round(full_ms, 3), "budget_ms": round(budget_ms, 3),
-                    "cost_pct": round(100 * (budget_ms / full_ms - 1), 1),
-                    "protocol": f"LiteRT XNNPACK, 1 thread, min of {LATENCY_RUNS} after {LATENCY_WARMUP}, at export"},
-        "steps": res.steps, "builds": res.builds, "candidates": len(cands), "sensitivity": matched,
-        "ranking": "estimated gain (PyTorch per-layer sensitivity: logit noise power) per estimated cost (MACs + "
-                   f"{QDQ_MACS} per quantized/dequantized element); each step builds the next 2 and keeps the one "
-                   "with the most measured noise reduction per cost",
-    }
-    state.reports["int8_budget"] = report
-    lat = report["latency"]
-    print(f"notice: {state.target.id}: fidelity budget {budget.describe()} {'met' if res.met else 'NOT met'}: "
-          f"{len(report['layers_kept'])} layer(s) kept as {general.keep_as} ({', '.join(report['layers_kept']) or 'none'}); "
-          f"crops agreement {res.metrics['crops']['top1_agreement']:.3f}, SQNR {res.metrics['crops']['sqnr_db']:.1f} "
-          f"dB; latency {lat['budget_ms']:.2f} ms vs full int8 {lat['full_int8_ms']:.2f} ms ({lat['cost_pct']:+.1f} %)",
-          file=sys.stderr)
-    return {"recipe": f"ai-edge-quantizer static_wi8_ai8, {len(report['layers_kept'])} layer(s) kept as {general.keep_as} "
-                      "(fidelity budget)", **prep, "activation_ranges": "mse (per-image relative)"}
+            if p is not None:
+                p.unlink(missing_ok=True)
+    rep = report(state, res, cands, b.sets, full_ms, budget_ms, matched, "LiteRT XNNPACK", general.keep_as)
+    return {"recipe": f"ai-edge-quantizer static_wi8_ai8, {len(rep['layers_kept'])} layer(s) kept as "
+                      f"{general.keep_as} (fidelity budget)", **prep, "activation_ranges": "mse (per-image relative)"}

@@ -185,7 +185,8 @@ def test_float_islands_take_the_float_models_own_biases(tmp_path):
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
 
-    from mobexport.converters.tflite_budget import _bias_buffers, uncorrected, with_float_biases
+    from mobexport.converters.budget_loop import uncorrected
+    from mobexport.converters.tflite_budget import _bias_buffers, with_float_biases
     from mobexport.quantization.bias_correction import bias_corrected
 
     torch.manual_seed(0)
