@@ -141,28 +141,38 @@ class Small(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-@pytest.fixture(scope="module")
-def budget_export(tmp_path_factory):
+def _small_budget_export(tmp_path_factory, target: str):
+    """``Small`` through ``target`` with a 36 dB SQNR budget, at most 3 segments kept."""
     from mobexport.converters.pipeline import export
     from mobexport.quantization.calibration import assets_images_dir
 
-    if not get_converter("tflite").is_available().ok:
-        pytest.skip(get_converter("tflite").is_available().reason)
+    conv = get_converter(resolve_target(target).format)
+    if not conv.is_available().ok:
+        pytest.skip(conv.is_available().reason)
     if assets_images_dir() is None:
         pytest.skip("int8 needs real calibration photos: run `make assets`")
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("budget")
-    return export(Small(), "tflite-w8a8", out_dir=out, input_shape=(1, 3, 32, 32), name="small",
+    out = tmp_path_factory.mktemp(target)
+    return export(Small(), target, out_dir=out, input_shape=(1, 3, 32, 32), name="small",
                   options={"min_sqnr": 36.0, "max_keep": 3})
+
+
+def _assert_gate_met_by_keeping_stem_and_dw(b: dict) -> None:
+    assert b["met"] and b["budget"] == "SQNR >= 36.0 dB" and b["keep_as"] == "float", b
+    assert b["full_int8"]["crops"]["sqnr_db"] < 36.0 <= b["reached"]["crops"]["sqnr_db"]
+    assert b["reached"]["photos"]["sqnr_db"] >= 36.0
+    assert {"stem", "dw"} <= set(b["layers_kept"]) <= {"stem", "dw", "pw", "head"}
+
+
+@pytest.fixture(scope="module")
+def budget_export(tmp_path_factory):
+    return _small_budget_export(tmp_path_factory, "tflite-w8a8")
 
 
 def test_budget_export_meets_the_gate_and_names_the_kept_layers(budget_export):
     r = budget_export
     b = r.manifest["int8_budget"]
-    assert b["met"] and b["budget"] == "SQNR >= 36.0 dB", b
-    assert b["full_int8"]["crops"]["sqnr_db"] < 36.0 <= b["reached"]["crops"]["sqnr_db"]
-    assert b["reached"]["photos"]["sqnr_db"] >= 36.0
-    assert {"stem", "dw"} <= set(b["layers_kept"]) <= {"stem", "dw", "pw", "head"}
+    _assert_gate_met_by_keeping_stem_and_dw(b)
     assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
     assert b["latency"]["full_int8_ms"] > 0 and b["latency"]["budget_ms"] > 0
     # the validator applies the same gate, on the held-out photos
@@ -221,18 +231,8 @@ def test_float_islands_take_the_float_models_own_biases(tmp_path):
 
 @pytest.fixture(scope="module")
 def trt_budget_export(tmp_path_factory):
-    from mobexport.converters.pipeline import export
-    from mobexport.quantization.calibration import assets_images_dir
-
-    if not get_converter("tensorrt").is_available().ok:
-        pytest.skip(get_converter("tensorrt").is_available().reason)
-    if assets_images_dir() is None:
-        pytest.skip("int8 needs real calibration photos: run `make assets`")
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("trt_budget")
     # full int8 (Q/DQ everywhere) reaches ~22.5 dB: the per-tensor int8 input of dw loses all but channel 0
-    return export(Small(), "tensorrt-w8a8", out_dir=out, input_shape=(1, 3, 32, 32), name="small",
-                  options={"min_sqnr": 36.0, "max_keep": 3})
+    return _small_budget_export(tmp_path_factory, "tensorrt-w8a8")
 
 
 def test_tensorrt_budget_export_leaves_the_kept_layers_without_qdq(trt_budget_export):
@@ -244,10 +244,7 @@ def test_tensorrt_budget_export_leaves_the_kept_layers_without_qdq(trt_budget_ex
 
     r = trt_budget_export
     b = r.manifest["int8_budget"]
-    assert b["met"] and b["budget"] == "SQNR >= 36.0 dB" and b["keep_as"] == "float", b
-    assert b["full_int8"]["crops"]["sqnr_db"] < 36.0 <= b["reached"]["crops"]["sqnr_db"]
-    assert b["reached"]["photos"]["sqnr_db"] >= 36.0
-    assert {"stem", "dw"} <= set(b["layers_kept"]) <= {"stem", "dw", "pw", "head"}
+    _assert_gate_met_by_keeping_stem_and_dw(b)
     assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
     assert b["latency"]["full_int8_ms"] > 0 and "onnxruntime" in b["latency"]["protocol"]
     # the validator (onnxruntime on the Q/DQ ONNX) applies the same gate, on the held-out photos
