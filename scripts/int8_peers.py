@@ -9,8 +9,9 @@ calibration photo; ``quantization.budget.held_out_crops``):
   calibration), Percentile 99.99, Entropy;
 * litert-torch PT2E for XNNPACK (torchao ``prepare_pt2e`` / ``convert_pt2e``, symmetric per-channel config);
 * ai-edge-quantizer's stock ``static_wi8_ai8`` recipe with its own min/max calibration;
-* ours: ``tflite-w8a8`` (full integer), and ``tflite-w8a8 --min-agreement A`` (the fidelity budget), each through
-  the exporter with its validator's verdict.
+* ours: ``tflite-w8a8`` (full integer) and ``tflite-w8a8 --min-agreement A`` (the fidelity budget: float islands
+  under XNNPACK), ``tensorrt-w8a8`` and ``tensorrt-w8a8 --min-agreement A`` (Q/DQ ONNX, kept layers without Q/DQ;
+  run here by onnxruntime CPU: no TensorRT on this host), each through the exporter with its validator's verdict.
 
 Columns: top-1 agreement with float on the crops with a 95 % Wilson interval, logit SQNR, top-1 accuracy on the
 labelled subset (photos with a human-checked ImageNet label, ``labels.json``; any listed class counts) for the
@@ -35,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MODELS = ("mobilenetv2_100", "efficientnet_lite0")
-ROWS = ("ort-minmax", "ort-percentile", "ort-entropy", "litert-pt2e", "aeq-stock", "ours", "ours-budget")
+ROWS = ("ort-minmax", "ort-percentile", "ort-entropy", "litert-pt2e", "aeq-stock", "ours", "ours-budget", "ours-trt",
+        "ours-trt-budget")
 RESULTS_MD = Path(__file__).resolve().parents[1] / "results" / "int8_peers.md"
 LATENCY_RUNS = 30
 
@@ -116,9 +118,18 @@ def _ort(method: str, data: Data, tmp: Path):
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=getattr(CalibrationMethod, method), extra_options=extra)
+    out, ms = _ort_run(dst, data)
+    return out, ms, f"QDQ, per-channel int8 weights, int8 activations, {method} calibration"
+
+
+def _ort_run(path: Path, data: Data):
+    """(outputs on the crops, min ms) of an ONNX on onnxruntime CPU, 1 thread."""
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(dst), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
     out = np.concatenate([sess.run(None, {inp: x})[0].reshape(1, -1) for x in data.xs])
     for _ in range(5):
         sess.run(None, {inp: data.xs[0]})
@@ -127,7 +138,7 @@ def _ort(method: str, data: Data, tmp: Path):
         t0 = time.perf_counter()
         sess.run(None, {inp: data.xs[0]})
         ms.append((time.perf_counter() - t0) * 1e3)
-    return out, min(ms), f"QDQ, per-channel int8 weights, int8 activations, {method} calibration"
+    return out, min(ms)
 
 
 def _pt2e(data: Data, tmp: Path):
@@ -173,14 +184,20 @@ def _aeq_stock(data: Data, tmp: Path):
     return out, ms, "ai-edge-quantizer static_wi8_ai8 with its own calibration (min/max), float I/O"
 
 
-def _ours(data: Data, tmp: Path, options: dict):
+def _ours(data: Data, tmp: Path, options: dict, target: str = "tflite-w8a8"):
     from mobexport.converters.pipeline import export
 
-    r = export(data.name, "tflite-w8a8", weights=data.weights, out_dir=tmp / "ours", options=options)
-    out, ms = _tflite_run(Path(r.artifact), data)
+    r = export(data.name, target, weights=data.weights, out_dir=tmp / "ours", options=options)
+    out, ms = (_tflite_run if target.startswith("tflite") else _ort_run)(Path(r.artifact), data)
     b = r.manifest.get("int8_budget")
-    note = (f"budget {b['budget']}: {len(b['layers_kept'])} kept as {b['keep_as']} ({', '.join(b['layers_kept'])})"
-            if b else "full integer (int8 I/O)")
+    if b:
+        lat = b["latency"]
+        note = (f"budget {b['budget']}: {len(b['layers_kept'])} kept as {b['keep_as']} "
+                f"({', '.join(b['layers_kept'])}); {lat['cost_pct']:+.1f} % vs full int8 at export "
+                f"({lat['protocol']})")
+    else:
+        note = ("full integer (int8 I/O)" if target.startswith("tflite")
+                else "Q/DQ ONNX for TensorRT, run here by onnxruntime CPU (engine not built: no TensorRT here)")
     return out, ms, f"{note}; validator {r.status.value}"
 
 
@@ -192,7 +209,8 @@ def run_row(row: str, data: Data, tmp: Path, min_agreement: float):
         return _pt2e(data, tmp)
     if row == "aeq-stock":
         return _aeq_stock(data, tmp)
-    return _ours(data, tmp, {"min_agreement": min_agreement} if row == "ours-budget" else {})
+    target = "tensorrt-w8a8" if row.startswith("ours-trt") else "tflite-w8a8"
+    return _ours(data, tmp, {"min_agreement": min_agreement} if row.endswith("budget") else {}, target)
 
 
 def _write(out: Path, command: str, lines: list[str], meta: dict, planned: int) -> None:
