@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPARAM_MODELS = ("mobileone_s0", "mobileone_s1", "repvgg_a0", "repvgg_b0")
 MIN_RUNS = 50
+TIE = 1.05  # as the export's own check (converters/tflite_xnnpack.py)
 FP32_MMAC_PER_MS = 30.0  # a conservative single-thread fp32 rate on this kind of host, to size the run count
 
 
@@ -128,7 +129,9 @@ def int8_section(models, runs: int, seconds: float, out: Path, store) -> list[st
             man = art.manifest
             left = man.get("quantization", {}).get("int8_vs_fp32", {}).get("xnnpack_undelegated", {})
             rw = {k: v for k, v in man.get("tflite", {}).get("xnnpack_rewrites", {}).items() if v}
-            note = "; ".join(man.get("performance_notes", [])) or ("" if i8 < f32 else "int8 slower here (bench)")
+            note = "; ".join(man.get("performance_notes", [])) or (
+                "int8 slower here (bench)" if i8 >= f32 else
+                f"a tie: under {round(100 * (TIE - 1))} % gain (bench)" if i8 * TIE > f32 else "")
             rows[m] = (f"| {m} | {n} | {f32:.3f} | {i8:.3f} | {f32 / i8:.2f}× | "
                        f"{', '.join(f'{k}×{v}' for k, v in left.items()) or 'none'} | "
                        f"{', '.join(f'{k} {v}' for k, v in rw.items()) or '-'} | {note} |")
@@ -139,10 +142,13 @@ def int8_section(models, runs: int, seconds: float, out: Path, store) -> list[st
     merged = [kept.get(m) if m not in rows else rows[m] for m in conv_models()]
     merged = [r for r in merged if r]
     slower = [r.split("|")[1].strip() for r in merged if _ratio(r) is not None and _ratio(r) <= 1.0]
+    ties = [r.split("|")[1].strip() for r in merged if _ratio(r) is not None and 1.0 < _ratio(r) < TIE]
     head = [f"# int8 vs fp32 on LiteRT / XNNPACK ({stamp}, this host)", "",
             f"{len(merged)} of the zoo's {len(conv_models())} convolutional models; int8 not faster than fp32: "
-            f"{', '.join(slower) or 'none'}. Rows measured in this run: {len(rows)} "
-            f"({'all' if not kept else ', '.join(rows)}); the others are kept from the previous run of this script.",
+            f"{', '.join(slower) or 'none'}; faster by less than {round(100 * (TIE - 1))} % (a tie at this "
+            f"spread): {', '.join(ties) or 'none'}. "
+            + (f"All {len(rows)} rows measured in this run." if not kept else
+               f"Rows measured in this run: {', '.join(rows)}; the others are kept from its previous run."),
             "",
             f"Min of the 'round trips' column (--runs {runs}, fewer for large models: about {seconds:g} s of fp32 "
             "timing each, never below 50), 1 thread, each artifact in its own fresh worker (the harness). "

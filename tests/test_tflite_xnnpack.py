@@ -102,8 +102,15 @@ def test_int8_vs_fp32_note(int8_hswish, monkeypatch):
     slow = tx.int8_vs_fp32(f, q)
     assert slow["speedup"] == 0.5 and slow["xnnpack_undelegated"] == {"HARD_SWISH": 1}
     assert slow["note"].startswith("int8 slower than fp32 here: 2.00 ms vs 1.00 ms") and "HARD_SWISH" in slow["note"]
+    monkeypatch.setattr(tx, "_min_ms", lambda path, runs, warmup: 0.98 if path == q else 1.0)
+    tie = tx.int8_vs_fp32(f, q)
+    assert tie["note"].startswith("int8 no faster than fp32 here (under 5 % gain): 0.98 ms vs 1.00 ms"), tie
     monkeypatch.setattr(tx, "_min_ms", lambda path, runs, warmup: 0.5 if path == q else 1.0)
     assert "note" not in tx.int8_vs_fp32(f, q)
+    calls = []  # both graphs timed in alternating rounds, each round's min kept
+    monkeypatch.setattr(tx, "_min_ms", lambda path, runs, warmup: calls.append(path) or (2.0 - 0.1 * len(calls)))
+    r = tx.int8_vs_fp32(f, q)
+    assert calls == [f, q] * tx.SPEED_ROUNDS and r["fp32_ms"] == 1.5 and r["int8_ms"] == 1.4
 
 
 def test_export_json_carries_the_performance_notes(tmp_path):
