@@ -181,7 +181,8 @@ def test_onnxruntime_ceilings_are_measured_and_ordered():
 
     c = hostcal.measure_onnxruntime(threads=1, repeats=3, dram_mb=16)
     assert c.runtime == "onnxruntime" and c.peak_macs > 1e8
-    assert set(c.detail["mac_rates"]) == {*(f"conv3x3_{n}x{s}x{s}" for n, s in hostcal.CONV_PROBES), "matmul_256x512x512"}
+    assert set(c.detail["mac_rates"]) == {*(f"conv{k}x{k}_{n}x{s}x{s}" for k, n, s in hostcal.CONV_PROBES),
+                                            "matmul_256x512x512"}
     assert c.peak_macs == max(c.detail["mac_rates"].values())
     assert all(c.bw[a] >= c.bw[b] > 0 for a, b in zip(hostcal.LEVELS, hostcal.LEVELS[1:], strict=False))
     assert c.level_for(1) == "L1" and c.level_for(math.inf) == "DRAM"

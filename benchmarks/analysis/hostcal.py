@@ -146,17 +146,15 @@ def _weights(name: str, shape) -> object:
     return numpy_helper.from_array(np.random.default_rng(0).standard_normal(shape).astype(np.float32) * 0.01, name)
 
 
-CONV_PROBES = ((64, 56), (128, 28), (256, 14), (512, 7))  # (channels, side) of the 3x3 peak probes
+# (kernel, channels, side) of the peak probes: stride-1 3x3 and pointwise convolutions at these models' stage shapes
+CONV_PROBES = ((3, 64, 56), (3, 128, 28), (3, 256, 14), (3, 512, 7),
+               (1, 64, 56), (1, 96, 56), (1, 128, 28), (1, 256, 14), (1, 512, 7))
 
 
-def measure_onnxruntime(threads: int = 1, repeats: int = 50, dram_mb: int = 256) -> Ceilings:
-    """Ceilings of onnxruntime's CPU kernels at ``threads``: peak MAC/s = the best of stride-1 3x3 convolutions
-    at the shapes of these models' stages (64 ch 56x56, 128 ch 28x28, 256 ch 14x14, 512 ch 7x7: each picks its own
-    kernel, and a stage's layer must not beat the ceiling; timed as a whole session and by the profiler's kernel
-    time, the faster counts) and a 256x512x512 MatMul (a few ms each, so a min over
-    ``repeats`` finds an uninterrupted run on a shared machine); bandwidth per level = a Relu over a working set (input + output)
-    at half of L1 and L2, at min(half of L3, 4x L2) for L3 (what a layer of these models holds; a VM may
-    report a huge L3) and at ``dram_mb`` (256 MiB) for DRAM; each level's ceiling is its fastest probe."""
+def mac_rates(threads: int = 1, repeats: int = 50) -> tuple[dict[str, float], float]:
+    """({probe: MAC/s}, per-call overhead s) of the peak probes (``CONV_PROBES`` and a MatMul): about a second, so
+    a benchmark can re-measure them between models and keep the best — a VM's clock drifts over a long run, and a
+    ceiling measured at a slow moment would let a layer timed at a fast one beat it."""
     import numpy as np
     from onnx import helper
 
@@ -164,16 +162,32 @@ def measure_onnxruntime(threads: int = 1, repeats: int = 50, dram_mb: int = 256)
     tiny = _onnx_model(helper.make_node("Relu", ["x"], ["y"]), [("x", [1])], ["y"])
     t0 = _ort_best(tiny, {"x": np.ones(1, np.float32)}, threads, repeats * 10)  # per-call overhead
     rates = {}
-    for c, hw in CONV_PROBES:
-        conv = _onnx_model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]), [("x", [1, c, hw, hw])],
-                           ["y"], [_weights("w", (c, c, 3, 3))])
+    for k, c, hw in CONV_PROBES:
+        conv = _onnx_model(helper.make_node("Conv", ["x", "w"], ["y"], pads=[k // 2] * 4), [("x", [1, c, hw, hw])],
+                           ["y"], [_weights("w", (c, c, k, k))])
         feeds = {"x": rng.standard_normal((1, c, hw, hw), np.float32)}
-        rates[f"conv3x3_{c}x{hw}x{hw}"] = c * c * 9 * hw * hw / max(1e-9, min(
+        rates[f"conv{k}x{k}_{c}x{hw}x{hw}"] = c * c * k * k * hw * hw / max(1e-9, min(
             _ort_best(conv, feeds, threads, repeats) - t0, _ort_kernel_best(conv, feeds, threads, repeats)))
     gemm = _onnx_model(helper.make_node("MatMul", ["x", "w"], ["y"]), [("x", [256, 512])], ["y"],
                        [_weights("w", (512, 512))])
     rates["matmul_256x512x512"] = 256 * 512 * 512 / max(1e-9, _ort_best(
         gemm, {"x": rng.standard_normal((256, 512), np.float32)}, threads, repeats) - t0)
+    return rates, t0
+
+
+def measure_onnxruntime(threads: int = 1, repeats: int = 50, dram_mb: int = 256) -> Ceilings:
+    """Ceilings of onnxruntime's CPU kernels at ``threads``: peak MAC/s = the best of stride-1 3x3 and pointwise
+    convolutions at the shapes of these models' stages (``CONV_PROBES``: each picks its own kernel, and a stage's
+    layer must not beat the ceiling — a lone 128x28² 3x3 probe was beaten by RepVGG's 64x56² layers, the 3x3 set
+    by MobileOne's 96x56² pointwise ones; timed as a whole session and by the profiler's kernel
+    time, the faster counts) and a 256x512x512 MatMul (a few ms each, so a min over
+    ``repeats`` finds an uninterrupted run on a shared machine); bandwidth per level = a Relu over a working set (input + output)
+    at half of L1 and L2, at min(half of L3, 4x L2) for L3 (what a layer of these models holds; a VM may
+    report a huge L3) and at ``dram_mb`` (256 MiB) for DRAM; each level's ceiling is its fastest probe."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rates, t0 = mac_rates(threads, repeats)
     cap = cache_sizes()
     bw, sets, probes = {}, {}, {}
     for lv in LEVELS:
