@@ -160,7 +160,62 @@ def int8_section(models, runs: int, seconds: float, out: Path, store) -> list[st
             "the export's own 'int8 slower than fp32 here' verdict, if any. Under load a round trip longer than "
             "the scheduler's time slice is seldom left uninterrupted, so the min of a long (fp32, large model) run "
             "inflates more than that of a short (int8) one: read ratios from a run with a low load average.", ""]
-    return head + TABLE_HEAD + merged
+    why = [hard_swish_share(m, out) for m in slower + ties if m in rows]
+    return head + TABLE_HEAD + merged + ([""] + why if why else [])
+
+
+def _without_hard_swish(src: Path, dst: Path) -> int:
+    """A timing-only copy of ``src`` with every hard-swish removed (its consumers read its input): a HARD_SWISH
+    op in a float graph, the ADD/MUL/MUL the converter lowers an int8 one to. Returns how many were removed."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from mobexport.converters.tflite_xnnpack import write_flatbuffer
+
+    m = flatbuffer_utils.read_model(str(src))
+    sg, codes, ops = m.subgraphs[0], m.operatorCodes, m.subgraphs[0].operators
+    op_code = lambda op: max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode)  # noqa: E731
+    remap, drop = {}, set()
+    for k, op in enumerate(ops):
+        if op_code(op) == schema.BuiltinOperator.HARD_SWISH:
+            remap[op.outputs[0]], drop = op.inputs[0], drop | {k}
+        elif op_code(op) == schema.BuiltinOperator.ADD and b"hswish" in sg.tensors[op.outputs[0]].name:
+            x, out = op.inputs[0], ops[k + 2].outputs[0]  # ADD(x, 3) -> MUL(., 1/6) -> MUL(x, .) = out
+            sg.tensors[x].quantization = sg.tensors[out].quantization  # consumers keep their input scale
+            remap[out], drop = x, drop | {k, k + 1, k + 2}
+    sg.operators = [op for k, op in enumerate(ops) if k not in drop]
+    for op in sg.operators:
+        op.inputs = [remap.get(i, i) for i in op.inputs]
+    sg.outputs = [remap.get(i, i) for i in sg.outputs]
+    write_flatbuffer(m, dst)
+    return len(remap)
+
+
+def hard_swish_share(model: str, out: Path, rounds: int = 5, runs: int = 300) -> str:
+    """Why int8 does not win on ``model``: both graphs timed as exported and with every hard-swish removed
+    (timing-only copies), alternating ``rounds`` times (min of ``runs`` each): what hard-swish costs each, and
+    whether int8 wins once it is gone."""
+    import tempfile
+
+    from mobexport.benchmarks.harness import find_artifacts
+    from mobexport.converters.tflite_xnnpack import _min_ms
+
+    paths = {t: find_artifacts(out / model / t)[0].path for t in ("tflite-fp32", "tflite-w8a8")}
+    with tempfile.TemporaryDirectory() as d:
+        n = {t: _without_hard_swish(p, Path(d) / f"{t}.tflite") for t, p in paths.items()}
+        runs_of = {**{t: p for t, p in paths.items()}, **{f"{t} no hard-swish": Path(d) / f"{t}.tflite" for t in paths}}
+        best = dict.fromkeys(runs_of, float("inf"))
+        for _ in range(rounds):
+            for k, p in runs_of.items():
+                best[k] = min(best[k], _min_ms(p, runs, 20))
+    f, i, f0, i0 = (best[k] for k in ("tflite-fp32", "tflite-w8a8", "tflite-fp32 no hard-swish",
+                                      "tflite-w8a8 no hard-swish"))
+    return (f"- {model}: why int8 does not win (min of {rounds} x {runs} alternating; timing-only copies of both "
+            f"graphs with their {n['tflite-fp32']} hard-swish removed): fp32 {f:.3f} ms, int8 {i:.3f} ms "
+            f"(fp32/int8 {f / i:.2f}x); without hard-swish fp32 {f0:.3f} ms, int8 {i0:.3f} ms ({f0 / i0:.2f}x). "
+            f"Hard-swish costs int8 {i - i0:.3f} ms and fp32 {f - f0:.3f} ms: "
+            + ("the rest of the graph is where int8 fails to gain." if f0 / i0 < TIE else
+               "without it int8 would win: the lowered hard-swish is the cost."))
 
 
 def _ratio(row: str) -> float | None:
