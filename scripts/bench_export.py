@@ -2,10 +2,12 @@
 
   python scripts/bench_export.py simplifiers [MODEL ...]   onnxslim vs onnxsim: nodes and time per model
                                                            → results/simplifiers.md
-  python scripts/bench_export.py zoo [--targets ...]       time the whole zoo → onnx-fp32, tflite-fp32, tflite-w8a8
+  python scripts/bench_export.py zoo [--targets ...] [--retime]
+                                                           time the whole zoo → onnx-fp32, tflite-fp32, tflite-w8a8
                                                            (runs `mobexport sweep --resume --table
                                                            results/matrix.md` on those targets: one recorded
-                                                           table, with a per-target export-time summary)
+                                                           table, with a per-target export-time summary;
+                                                           --retime exports every cell again and merges)
 
 Random weights with BatchNorm statistics randomised (seed 0) unless a model has weights under the assets.
 Prints markdown tables.
@@ -61,11 +63,15 @@ def m_spec(name):
     return get_spec(name)
 
 
-def zoo(targets: list[str], models: list[str]) -> None:
+def zoo(targets: list[str], models: list[str], retime: bool = False) -> None:
+    """The sweep into results/matrix.md; ``retime``: every cell exported again (a fresh cell store, no --resume),
+    its new time merged over the recorded one — how export time is re-measured after a change."""
     from mobexport.cli import main as cli
 
     table = Path(__file__).resolve().parents[1] / "results" / "matrix.md"
-    cli(["sweep", *models, "--to", ",".join(targets), "--resume", "--table", str(table)])
+    with tempfile.TemporaryDirectory() as d:
+        fresh = ["--db", str(Path(d) / "cells.db"), "--artifacts", str(Path(d) / "artifacts")] if retime else ["--resume"]
+        cli(["sweep", *models, "--to", ",".join(targets), *fresh, "--table", str(table)])
     print(table.read_text())
 
 
@@ -77,11 +83,12 @@ def main(argv=None) -> int:
     ap.add_argument("what", choices=["simplifiers", "zoo"])
     ap.add_argument("models", nargs="*")
     ap.add_argument("--targets", nargs="+", default=["onnx-fp32", "tflite-fp32", "tflite-w8a8"])
+    ap.add_argument("--retime", action="store_true", help="zoo: export every cell again (no --resume) and merge")
     a = ap.parse_args(argv)
     if a.what == "simplifiers":
         simplifiers(a.models or ["mobileone_s0", "mobilenetv3_small_100", "mnv4_hybrid_m", "mobilevitv3_xxs"])
     else:
-        zoo(a.targets, a.models)
+        zoo(a.targets, a.models, a.retime)
     return 0
 
 
