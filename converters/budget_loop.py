@@ -9,6 +9,7 @@ itself is backend-independent (``quantization.budget.greedy``).
 from __future__ import annotations
 
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def say(state: ExportState):
                            flush=True)
 
 
-class MeasuringBuilder:
+class MeasuringBuilder(ABC):
     """Base of a backend's builder: ``build(kept) -> Path`` and ``runner(path)`` come from the backend; measuring
     on the held-out sets and timing (the one timing loop, 1 thread) are the same for all."""
 
@@ -86,11 +87,13 @@ class MeasuringBuilder:
         self.state, self.sets = state, sets
         self.paths: dict[tuple, Path] = {}
 
+    @abstractmethod
     def build(self, kept: list) -> Path:
-        raise NotImplementedError
+        """The artifact with the ``kept`` candidates at higher precision (cached per set in ``paths``)."""
 
+    @abstractmethod
     def runner(self, path: Path):
-        raise NotImplementedError
+        """A loaded runner of the artifact at ``path``, 1 thread."""
 
     def evaluate(self, kept: list) -> dict[str, dict[str, float]]:
         from mobexport.quantization import metrics
@@ -114,14 +117,14 @@ class MeasuringBuilder:
             runner.close()
 
 
-def run(state: ExportState, builder: MeasuringBuilder, cands: list, what: str, out_path: Path):
+def run(state: ExportState, builder: MeasuringBuilder, cands: list, what: str, out_path: Path, log):
     """Rank ``cands`` (named after the PyTorch modules), run the greedy loop, copy the chosen artifact to
-    ``out_path``; returns (result, full-int8 ms, budget ms, what the sensitivity matched)."""
+    ``out_path``; ``log``: the loop's ``say`` line writer. Returns (result, full-int8 ms, budget ms, what the
+    sensitivity matched)."""
     import shutil
 
     from mobexport.quantization.budget import greedy
 
-    log = say(state)
     log(f"{len(builder.sets['inputs'])} held-out crops and their float reference")
     matched = sensitivity(state, cands, what)
     log(f"sensitivity of {len(cands)} {what}: {matched}")

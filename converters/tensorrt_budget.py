@@ -216,6 +216,7 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
     general = GeneralOptions.of(state)
     model, prep, plan = int8_source_model(state.model, state.calibration, range_search=general.range_search,
                                           symmetric=True)
+    log = say(state)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of single-image forwards: intra-op threads only add contention
     folder = Path(tempfile.mkdtemp(prefix=out_path.stem + ".budget.", dir=out_path.parent))
@@ -226,10 +227,10 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
         raw_model, _ = build_onnx(state, uncorrected(model, state.model), raw_path)
         check_same_graph(float_model, raw_model)
         ranges = activation_ranges(float_path, state.calibration, state.spec, plan)
-        say(state)("activation ranges measured")
+        log("activation ranges measured")
         b = _Builder(state, float_model, raw_model, ranges, held_out_sets(state), folder)
         cands = candidates(float_model)
-        res, full_ms, budget_ms, matched = run(state, b, cands, "weighted nodes", out_path)
+        res, full_ms, budget_ms, matched = run(state, b, cands, "weighted nodes", out_path, log)
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(folder, ignore_errors=True)

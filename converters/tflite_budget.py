@@ -107,25 +107,33 @@ def _bias_buffers(path: Path) -> list[tuple[int, bytes]]:
     return out
 
 
-def with_float_biases(corrected: Path, raw: Path, layers: set[int], dst: Path) -> Path:
-    """``corrected`` with the biases of the weighted ops numbered ``layers`` taken from ``raw`` (the same graph
-    converted without bias correction). Refuses graphs that differ in structure."""
-    from ai_edge_litert.tools import flatbuffer_utils
+class FloatBiases:
+    """The float islands' biases: ``corrected`` (the graph the int8 artifact is quantized from) with the biases of
+    chosen weighted ops taken from ``raw`` (the same graph converted without bias correction). Both graphs' bias
+    buffers are read once, here; refuses graphs that differ in structure."""
 
-    from .tflite_xnnpack import write_flatbuffer
+    def __init__(self, corrected: Path, raw: Path):
+        self.corrected, self.have, self.want = corrected, _bias_buffers(corrected), _bias_buffers(raw)
+        if len(self.have) != len(self.want) or any(len(a[1]) != len(b[1]) for a, b in zip(self.have, self.want,
+                                                                                         strict=True)):
+            raise RuntimeError("float islands: the corrected and uncorrected float graphs differ in structure")
+        self.shared = [b for b, _ in self.have if b > 0]
 
-    have, want = _bias_buffers(corrected), _bias_buffers(raw)
-    if len(have) != len(want) or any(len(a[1]) != len(b[1]) for a, b in zip(have, want, strict=True)):
-        raise RuntimeError("float islands: the corrected and uncorrected float graphs differ in structure")
-    model = flatbuffer_utils.read_model(str(corrected))
-    shared = [b for b, _ in have if b > 0]
-    for j in sorted(layers):
-        buf, data = have[j][0], want[j][1]
-        if buf <= 0 or shared.count(buf) > 1:
-            continue  # no bias, or one shared by several ops: left corrected
-        model.buffers[buf].data = np.frombuffer(data, np.uint8).copy()
-    write_flatbuffer(model, dst)
-    return dst
+    def write(self, layers: set[int], dst: Path) -> Path:
+        """``corrected`` with the weighted ops numbered ``layers`` given their uncorrected biases, written to
+        ``dst``."""
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        from .tflite_xnnpack import write_flatbuffer
+
+        model = flatbuffer_utils.read_model(str(self.corrected))
+        for j in sorted(layers):
+            buf, data = self.have[j][0], self.want[j][1]
+            if buf <= 0 or self.shared.count(buf) > 1:
+                continue  # no bias, or one shared by several ops: left corrected
+            model.buffers[buf].data = np.frombuffer(data, np.uint8).copy()
+        write_flatbuffer(model, dst)
+        return dst
 
 
 class _Builder(MeasuringBuilder):
@@ -135,7 +143,8 @@ class _Builder(MeasuringBuilder):
     def __init__(self, state: ExportState, float_path: Path, qsvs, keep_as: str, sets: dict,
                  raw_path: Path | None = None):
         super().__init__(state, sets)
-        self.float_path, self.qsvs, self.keep_as, self.raw_path = float_path, qsvs, keep_as, raw_path
+        self.float_path, self.qsvs, self.keep_as = float_path, qsvs, keep_as
+        self.biases = FloatBiases(float_path, raw_path) if keep_as == "float" and raw_path is not None else None
 
     def build(self, kept: list) -> Path:
         from ai_edge_quantizer import qtyping, quantizer, recipe
@@ -148,9 +157,8 @@ class _Builder(MeasuringBuilder):
             return self.paths[key]
         path = self.float_path.with_name(f"budget-{len(self.paths)}.tflite")
         src = self.float_path
-        if kept and self.keep_as == "float" and self.raw_path is not None:
-            src = with_float_biases(self.float_path, self.raw_path, {j for c in kept for j in c.layers},
-                                    path.with_suffix(".src.tflite"))
+        if kept and self.biases is not None:
+            src = self.biases.write({j for c in kept for j in c.layers}, path.with_suffix(".src.tflite"))
         qt = quantizer.Quantizer(str(src), recipe.static_wi8_ai8())
         every = qtyping.TFLOperationName.ALL_SUPPORTED
         for c in kept:
@@ -193,14 +201,15 @@ def quantize_with_budget(state: ExportState, out_path: Path) -> dict[str, Any]:
     if general.keep_as == "float":  # the same graph with the float model's own biases, for the float islands
         raw_path = out_path.with_name(out_path.stem + ".raw.tflite")
         _convert_litert(state, model=uncorrected(model, state.model)).export(str(raw_path))
+    log = say(state)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # hundreds of single-image forwards: intra-op threads only add contention
     try:
         qsvs = _activation_qsvs(float_path, state, plan)
-        say(state)("activation ranges measured")
+        log("activation ranges measured")
         b = _Builder(state, float_path, qsvs, general.keep_as, held_out_sets(state), raw_path)
         cands = candidates(float_path)
-        res, full_ms, budget_ms, matched = run(state, b, cands, "weighted ops", out_path)
+        res, full_ms, budget_ms, matched = run(state, b, cands, "weighted ops", out_path, log)
     finally:
         torch.set_num_threads(threads)
         for p in [float_path, raw_path, *b.paths.values()] if "b" in locals() else [float_path, raw_path]:
