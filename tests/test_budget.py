@@ -157,11 +157,19 @@ def _small_budget_export(tmp_path_factory, target: str):
                   options={"min_sqnr": 36.0, "max_keep": 3})
 
 
-def _assert_gate_met_by_keeping_stem_and_dw(b: dict) -> None:
+def _assert_gate_met_by_keeping_stem_and_dw(r) -> dict:
+    """The budget report of a ``_small_budget_export`` result: met by keeping stem + dw first, timed, and the
+    validator applying the same gate on the held-out photos. Returns the report."""
+    b = r.manifest["int8_budget"]
     assert b["met"] and b["budget"] == "SQNR >= 36.0 dB" and b["keep_as"] == "float", b
     assert b["full_int8"]["crops"]["sqnr_db"] < 36.0 <= b["reached"]["crops"]["sqnr_db"]
     assert b["reached"]["photos"]["sqnr_db"] >= 36.0
     assert {"stem", "dw"} <= set(b["layers_kept"]) <= {"stem", "dw", "pw", "head"}
+    assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
+    assert b["latency"]["full_int8_ms"] > 0 and b["latency"]["budget_ms"] > 0
+    assert r.status.value == "OK" and r.fidelity["policy"]["min_sqnr_db"] == 36.0
+    assert r.fidelity["metrics"]["sqnr_db"] >= 36.0
+    return b
 
 
 @pytest.fixture(scope="module")
@@ -171,13 +179,8 @@ def budget_export(tmp_path_factory):
 
 def test_budget_export_meets_the_gate_and_names_the_kept_layers(budget_export):
     r = budget_export
-    b = r.manifest["int8_budget"]
-    _assert_gate_met_by_keeping_stem_and_dw(b)
-    assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
-    assert b["latency"]["full_int8_ms"] > 0 and b["latency"]["budget_ms"] > 0
-    # the validator applies the same gate, on the held-out photos
-    assert r.status.value == "OK" and r.fidelity["policy"]["min_sqnr_db"] == 36.0
-    assert r.fidelity["metrics"]["sqnr_db"] >= 36.0
+    b = _assert_gate_met_by_keeping_stem_and_dw(r)
+    assert "LiteRT XNNPACK" in b["latency"]["protocol"]
     # float islands, int8 I/O: not full integer any more, and the manifest says which ops are float
     t = r.manifest["tflite"]
     assert t["input_dtype"] == "int8" and t["output_dtype"] == "int8" and t["float_ops"]
@@ -196,7 +199,7 @@ def test_float_islands_take_the_float_models_own_biases(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from mobexport.converters.budget_loop import uncorrected
-    from mobexport.converters.tflite_budget import _bias_buffers, with_float_biases
+    from mobexport.converters.tflite_budget import FloatBiases, _bias_buffers
     from mobexport.quantization.bias_correction import bias_corrected
 
     torch.manual_seed(0)
@@ -220,7 +223,7 @@ def test_float_islands_take_the_float_models_own_biases(tmp_path):
         return [it.get_tensor(op["inputs"][2]) for op in it._get_ops_details()
                 if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and t.get(op["inputs"][2])]
 
-    mixed = biases(with_float_biases(paths["corrected"], paths["raw"], {1, 3}, tmp_path / "mixed.tflite"))
+    mixed = biases(FloatBiases(paths["corrected"], paths["raw"]).write({1, 3}, tmp_path / "mixed.tflite"))
     want = [source.stem.bias, model.dw.bias, source.pw.bias, model.head.bias]
     for j, (got, ref) in enumerate(zip(mixed, want, strict=True)):
         np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-6, atol=1e-6, err_msg=f"layer {j}")
@@ -243,13 +246,8 @@ def test_tensorrt_budget_export_leaves_the_kept_layers_without_qdq(trt_budget_ex
     from mobexport.benchmarks.schema import manifest_errors
 
     r = trt_budget_export
-    b = r.manifest["int8_budget"]
-    _assert_gate_met_by_keeping_stem_and_dw(b)
-    assert b["steps"][0]["keep"] == "stem + dw" and b["segments_kept"][0]["layers"] == "stem + dw"
-    assert b["latency"]["full_int8_ms"] > 0 and "onnxruntime" in b["latency"]["protocol"]
-    # the validator (onnxruntime on the Q/DQ ONNX) applies the same gate, on the held-out photos
-    assert r.status.value == "OK" and r.fidelity["policy"]["min_sqnr_db"] == 36.0
-    assert r.fidelity["metrics"]["sqnr_db"] >= 36.0
+    b = _assert_gate_met_by_keeping_stem_and_dw(r)  # the validator: onnxruntime on the Q/DQ ONNX
+    assert "onnxruntime" in b["latency"]["protocol"]
     assert not r.manifest.get("structure_problems") and manifest_errors(r.manifest) == []
     # the saved graph: kept Conv nodes read float tensors (no QuantizeLinear -> DequantizeLinear before them) and
     # carry the float model's own biases; the others are still quantized
