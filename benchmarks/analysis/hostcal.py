@@ -118,24 +118,28 @@ def _ort_best(model, feeds: dict, threads: int, repeats: int) -> float:
 
 
 def _ort_kernel_best(model, feeds: dict, threads: int, repeats: int, ops=("Conv", "FusedConv")) -> float:
-    """The best kernel time (s) of the model's ``ops`` nodes as onnxruntime's own profiler reports it: the same
-    instrument as a model's per-layer times, without the session's layout reorders around a lone node."""
-    import json
+    """The best kernel time (s) of the model's ``ops`` nodes as the onnxruntime runtime's profiler reports it
+    (``read_profile``): the same instrument as a model's per-layer times, without the session's layout reorders
+    around a lone node."""
     import tempfile
     from pathlib import Path
 
-    import onnxruntime as ort
+    import onnx
 
+    from mobexport.converters.runtimes import get_runtime
+
+    rt = get_runtime("onnxruntime")
     with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.enable_profiling, so.profile_file_prefix = True, str(Path(d) / "cal")
-        s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        for _ in range(repeats + 1):
-            s.run(None, feeds)
-        events = json.loads(Path(s.end_profiling()).read_text())
-    durs = [float(e["dur"]) for e in events if e.get("cat") == "Node"
-            and str(e.get("name", "")).endswith("_kernel_time") and e.get("args", {}).get("op_name") in ops]
+        path = Path(d) / "cal.onnx"
+        onnx.save(model, str(path))
+        runner = rt.load(path, None, threads=threads, options={"profile": d})
+        try:
+            runner.set_input(next(iter(feeds.values())))
+            for _ in range(repeats + 1):
+                runner.invoke()
+        finally:
+            runner.close()
+        durs = [r["min_us"] for r in rt.read_profile(runner) if r["op"] in ops]
     return min(durs) * 1e-6 if durs else math.inf
 
 
