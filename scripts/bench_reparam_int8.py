@@ -138,13 +138,14 @@ def int8_section(models, runs: int, seconds: float, out: Path, store) -> list[st
         print(rows[m], flush=True)
     load1 = os.getloadavg()
     stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
-    kept = {} if set(models) >= set(conv_models()) else previous_rows()
-    merged = [kept.get(m) if m not in rows else rows[m] for m in conv_models()]
+    zoo = conv_models()
+    kept = {} if set(models) >= set(zoo) else previous_rows()
+    merged = [rows.get(m, kept.get(m)) for m in zoo]
     merged = [r for r in merged if r]
     slower = [r.split("|")[1].strip() for r in merged if _ratio(r) is not None and _ratio(r) <= 1.0]
     ties = [r.split("|")[1].strip() for r in merged if _ratio(r) is not None and 1.0 < _ratio(r) < TIE]
     head = [f"# int8 vs fp32 on LiteRT / XNNPACK ({stamp}, this host)", "",
-            f"{len(merged)} of the zoo's {len(conv_models())} convolutional models; int8 not faster than fp32: "
+            f"{len(merged)} of the zoo's {len(zoo)} convolutional models; int8 not faster than fp32: "
             f"{', '.join(slower) or 'none'}; faster by less than {round(100 * (TIE - 1))} % (a tie at this "
             f"spread): {', '.join(ties) or 'none'}. "
             + (f"All {len(rows)} rows measured in this run." if not kept else
@@ -203,7 +204,7 @@ def hard_swish_share(model: str, out: Path, rounds: int = 5, runs: int = 300) ->
     paths = {t: find_artifacts(out / model / t)[0].path for t in ("tflite-fp32", "tflite-w8a8")}
     with tempfile.TemporaryDirectory() as d:
         n = {t: _without_hard_swish(p, Path(d) / f"{t}.tflite") for t, p in paths.items()}
-        runs_of = {**{t: p for t, p in paths.items()}, **{f"{t} no hard-swish": Path(d) / f"{t}.tflite" for t in paths}}
+        runs_of = {**paths, **{f"{t} no hard-swish": Path(d) / f"{t}.tflite" for t in paths}}
         best = dict.fromkeys(runs_of, float("inf"))
         for _ in range(rounds):
             for k, p in runs_of.items():
