@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,13 +63,20 @@ def _piped(args: list[str]) -> tuple[int, str]:
     return p.returncode, p.stdout.decode("utf-8", "replace")
 
 
-def _on_pty(args: list[str]) -> tuple[int, str]:
+def _on_pty(args: list[str], limit: float = 600) -> tuple[int, str]:
+    """Run on a pseudo-terminal; a command still drawing after ``limit`` seconds is killed and the test fails with
+    what it drew (a hung display must fail the test, not hold the worker until CI's own limit)."""
     master, slave = pty.openpty()
     p = subprocess.Popen([sys.executable, "-m", "mobexport.cli", *args], stdin=slave, stdout=slave, stderr=slave,
                          env=_env(), cwd=ROOT, close_fds=True)
     os.close(slave)
-    chunks = []
+    chunks, deadline = [], time.monotonic() + limit
     while True:
+        if not select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            p.kill()
+            p.wait()
+            os.close(master)
+            pytest.fail(f"still running after {limit:.0f} s; it drew:\n" + b"".join(chunks).decode("utf-8", "replace"))
         try:
             data = os.read(master, 65536)
         except OSError:  # EIO: the child closed the terminal
@@ -76,7 +85,7 @@ def _on_pty(args: list[str]) -> tuple[int, str]:
             break
         chunks.append(data)
     os.close(master)
-    return p.wait(timeout=600), b"".join(chunks).decode("utf-8", "replace")
+    return p.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
 
 
 def _lines(text: str) -> list[str]:

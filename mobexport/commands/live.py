@@ -98,9 +98,11 @@ class LiveSteps:
             row = self._rows.setdefault(label, _Row(label))
             row.current, row.t0, row.detail, row.failed = step, time.perf_counter(), "", False
             self._now = row
-            self._refresh()  # every step is drawn at least once, however short
+        self._refresh()  # every step is drawn at least once, however short
 
     def _refresh(self) -> None:
+        """Draw now. Never called holding ``_lock``: rich's refresh thread holds the Live's lock while it renders,
+        and rendering (``__rich__``) takes ``_lock`` — taking them in the other order here deadlocks."""
         if self._live.is_started:
             self._live.refresh()
 
@@ -114,17 +116,19 @@ class LiveSteps:
 
     def runs(self, done: int, total: int) -> None:
         with self._lock:
-            if self._now is not None:
-                self._now.bar = (done, total)
-                if done >= total:  # draw the full bar now: the step may end before the next periodic refresh
-                    self._refresh()
+            if self._now is None:
+                return
+            self._now.bar = (done, total)
+        if done >= total:  # draw the full bar now: the step may end before the next periodic refresh
+            self._refresh()
 
     def count(self, what: str, n: int, total: int) -> None:
         with self._lock:
-            if self._now is not None:
-                self._now.detail = f"{what} {n}/{total}"  # kept until the step ends
-                if n >= total:
-                    self._refresh()
+            if self._now is None:
+                return
+            self._now.detail = f"{what} {n}/{total}"  # kept until the step ends
+        if n >= total:
+            self._refresh()
 
     def __enter__(self) -> LiveSteps:
         from mobexport.exporter.progress import listening
