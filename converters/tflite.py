@@ -166,6 +166,13 @@ def _aeq_large_weights():
         uqt.uniform_quantize = original
 
 
+def write_quantized(result, path: Path) -> None:
+    """Write ai-edge-quantizer's result with a plain file write. Its own ``export_model`` writes through an mmap
+    of a file sized up front, where a full disk is a SIGBUS that kills the process (a pytest worker, a sweep's
+    task) instead of the OSError (ENOSPC) the pipeline reports as 'no space left' with the output folder."""
+    path.write_bytes(result.quantized_model)
+
+
 def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
     """Bias-corrected float .tflite → relative-MSE activation ranges → ai-edge-quantizer static_wi8_ai8."""
     from ai_edge_quantizer import quantizer, recipe
@@ -184,8 +191,8 @@ def _quantize_aeq(state: ExportState, out_path: Path) -> dict[str, Any]:
         verbose = os.environ.get("MOBEXPORT_VERBOSE") == "1"
         # its summary goes to stderr with --verbose, else nowhere; stdout stays clean for --json
         with contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO()), _aeq_large_weights():
-            qt.quantize(qsvs, enable_progress_bar=verbose, enable_progress_report=verbose).export_model(
-                str(out_path), overwrite=True)
+            write_quantized(qt.quantize(qsvs, enable_progress_bar=verbose, enable_progress_report=verbose),
+                            out_path)
         state.reports["xnnpack_rewrites"]["hard_swish_lowered"] = lower_int8_hard_swish(out_path)
         speed = int8_vs_fp32(float_path, out_path)
     finally:

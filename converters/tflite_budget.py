@@ -149,7 +149,7 @@ class _Builder(MeasuringBuilder):
     def build(self, kept: list) -> Path:
         from ai_edge_quantizer import qtyping, quantizer, recipe
 
-        from .tflite import _aeq_large_weights
+        from .tflite import _aeq_large_weights, write_quantized
         from .tflite_xnnpack import lower_int8_hard_swish
 
         key = tuple(c.key for c in kept)
@@ -168,7 +168,7 @@ class _Builder(MeasuringBuilder):
                 qt.add_static_config(c.key, every, activation_num_bits=16, weight_num_bits=8)
         verbose = os.environ.get("MOBEXPORT_VERBOSE") == "1"
         with contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO()), _aeq_large_weights():
-            qt.quantize(self.qsvs, enable_progress_bar=False).export_model(str(path), overwrite=True)
+            write_quantized(qt.quantize(self.qsvs, enable_progress_bar=False), path)
         if src != self.float_path:
             src.unlink(missing_ok=True)
         lower_int8_hard_swish(path)

@@ -33,3 +33,29 @@ def test_a_full_disk_is_a_usage_error_naming_the_out_folder(tiny_disk, tmp_path,
     assert "no space left" in err and str(tiny_disk) in err and "MiB free" in err
     assert "Traceback" not in err
     assert not [p for p in tiny_disk.rglob("*") if p.is_file()]  # the staging folder went with the failure
+
+
+MID = '''
+import torch.nn as nn
+
+
+def mid():  # ~0.9 MB of fp32 weights: the float .tflite fits a 1 MiB disk, it and the int8 one together do not
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 32 * 32, 27))
+'''
+
+
+@pytest.mark.usefixtures("assets")  # the int8 export calibrates on the asset photos
+def test_a_disk_that_fills_while_the_int8_model_is_written_is_the_same_usage_error(tiny_disk, tmp_path):
+    """Before: ai-edge-quantizer wrote the int8 .tflite through an mmap of a file sized up front; the full disk was
+    a SIGBUS (exit 135, a CI worker lost), and the staging folder stayed behind."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ai_edge_quantizer")
+    src = tmp_path / "mid.py"
+    src.write_text(MID)
+    p = subprocess.run([sys.executable, "-m", "mobexport.cli", "tflite", "--int8", f"{src}:mid", "--input-size", "32",
+                        "--out", str(tiny_disk)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2, p.stderr
+    assert "no space left" in p.stderr and "convert step" in p.stderr and str(tiny_disk) in p.stderr, p.stderr
+    assert not [q for q in tiny_disk.rglob("*") if q.is_file()]
