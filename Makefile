@@ -8,7 +8,9 @@ ASSETS ?= $(CURDIR)/.cache/assets
 # TorchScript frontend breaks on numpy 2.4. typing-extensions<4.13: litert-converter's xdsl==0.28.0 caps it, and
 # without the hint pip's resolver backtracks (through Jinja2 2.x sdists) until it fails on a fresh machine.
 PINS := torch==2.13.0 numpy==2.3.5 'typing-extensions<4.13'
-PYTEST_ARGS ?= -m "not slow"
+# --timeout: a test that hangs (a deadlock, a child that never exits) fails with every thread's stack after 15 min
+# instead of holding its worker until CI's own limit; the longest test takes a few minutes
+PYTEST_ARGS ?= -m "not slow" --timeout 900 --timeout-method thread
 
 .PHONY: install assets kotlin test lint demo matrix bench-export clean help
 
@@ -44,7 +46,7 @@ kotlin:
 
 test: install assets lint kotlin
 	rm -f .cache/kotlin/junit-summary.txt
-	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	MOBEXPORT_ASSETS=$(ASSETS) $(BIN)/python -m pytest -n 2 --dist loadgroup --durations 15 $(PYTEST_ARGS)
 	@echo "android_app/benchkit (tests/test_kotlin.py):"; grep -E '^(kotlinc|junit:|FAIL|SKIP|PASS ApiClientLiveTest)' \
 		.cache/kotlin/junit-summary.txt 2>/dev/null || echo "  not run (kotlinc, junit4 or libandroid-json-java missing)"
 
