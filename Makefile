@@ -9,7 +9,7 @@ ASSETS ?= $(CURDIR)/.cache/assets
 # without the hint pip's resolver backtracks (through Jinja2 2.x sdists) until it fails on a fresh machine.
 PINS := torch==2.13.0 numpy==2.3.5 'typing-extensions<4.13'
 # --timeout: a test that hangs (a deadlock, a child that never exits) fails with every thread's stack after 15 min
-# instead of holding its worker until CI's own limit; the longest test takes a few minutes
+# instead of holding its worker until CI's own limit; the slowest test takes under 2 minutes (--durations lists them)
 PYTEST_ARGS ?= -m "not slow" --timeout 900 --timeout-method thread
 
 .PHONY: install assets kotlin test lint demo matrix bench-export clean help
